@@ -1,0 +1,224 @@
+"""Configuration: environment variables, plus an optional TOML file for several accounts per provider.
+
+Environment variables win over the file. Every problem is reported at start as a `ConfigError`
+naming the setting (``CLEVERTAP_PASSCODE``, ``[providers.clevertap.prod] region``), never later.
+
+The TOML file (path in ``STOPCAMPAIGN_CONFIG``)::
+
+    incident_channel = "C0123456789"        # any global setting, lowercase name
+    request_ttl_seconds = 600
+
+    [providers.clevertap.prod]
+    account_id = "W9R-Z8K-123Z"
+    passcode = "…"
+    region = "in1"
+    default = true                         # used when a command names no account
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.providers.base import AccountSettings
+from bot.providers.registry import ADAPTER_CLASSES, AdapterClass, adapter_class
+
+DEFAULT_ACCOUNT = "default"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names every bad setting."""
+
+
+class Settings(BaseSettings):
+    """Global settings, from env vars (upper-case names) or top-level keys of the TOML file."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="forbid", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    port: int = Field(default=3000, ge=0, le=65535)
+    host: str = "0.0.0.0"  # noqa: S104 - a web process listens on every interface by design
+    database_url: str = "sqlite:///stopcampaign.db"
+    incident_channel: str | None = None
+    request_ttl_seconds: int = Field(default=600, ge=1, le=86_400)
+    provider_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
+    provider_deadline_seconds: float = Field(default=20.0, gt=0, le=600)
+    log_level: str = "INFO"
+    stopcampaign_config: Path | None = None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_ends_with_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_config` merges env vars over the TOML file itself and passes the result in, so
+        # that an explicit environment (tests, the sandbox) is never mixed with os.environ.
+        return (init_settings,)
+
+
+class AppConfig:
+    """Everything the app needs: global settings and the accounts of every provider."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: Mapping[str, Mapping[str, AccountSettings]],
+        defaults: Mapping[str, str],
+    ) -> None:
+        self.settings = settings
+        self.accounts = {provider: dict(named) for provider, named in accounts.items() if named}
+        self.defaults = dict(defaults)
+
+    def unconfigured_providers(self) -> list[AdapterClass]:
+        """Known providers with no account configured (the help names them)."""
+        return [cls for cls in ADAPTER_CLASSES if cls.name not in self.accounts]
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read env vars and the optional TOML file; raise `ConfigError` naming every bad setting."""
+    env = dict(os.environ if environ is None else environ)
+    problems: list[str] = []
+    document = _read_toml(env.get("STOPCAMPAIGN_CONFIG"), problems)
+
+    toml_globals = {k: v for k, v in document.items() if k != "providers"}
+    settings = _build_settings(env, toml_globals, problems)
+    accounts, defaults = _toml_accounts(document.get("providers", {}), problems)
+    for cls in ADAPTER_CLASSES:
+        account = _env_account(cls, env, problems)
+        if account is not None:
+            accounts.setdefault(cls.name, {})[DEFAULT_ACCOUNT] = account
+            defaults.setdefault(cls.name, DEFAULT_ACCOUNT)
+    if problems or settings is None:
+        raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
+    return AppConfig(settings, accounts, defaults)
+
+
+def _read_toml(path_text: str | None, problems: list[str]) -> dict[str, Any]:
+    if not path_text:
+        return {}
+    path = Path(path_text)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        problems.append(f"STOPCAMPAIGN_CONFIG: file {path} does not exist")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"STOPCAMPAIGN_CONFIG: {path} is not valid TOML ({exc})")
+    except OSError as exc:
+        problems.append(f"STOPCAMPAIGN_CONFIG: cannot read {path} ({exc.strerror})")
+    return {}
+
+
+def _build_settings(env: Mapping[str, str], toml_globals: dict[str, Any], problems: list[str]) -> Settings | None:
+    known = set(Settings.model_fields)
+    for key in list(toml_globals):
+        if key.lower() not in known:
+            problems.append(f"config file: unknown setting {key!r}")
+            del toml_globals[key]
+    values = {key.lower(): value for key, value in toml_globals.items()}
+    values.update({key.lower(): value for key, value in env.items() if key.lower() in known and value.strip()})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{name.upper()}: {_explain(error)}")
+        return None
+
+
+def _env_account(cls: AdapterClass, env: Mapping[str, str], problems: list[str]) -> AccountSettings | None:
+    values: dict[str, str] = {}
+    for field in cls.account_model.model_fields:
+        raw = env.get(cls.env_prefix + field.upper(), "").strip()
+        if raw:
+            values[field] = raw
+    if not set(values) - cls.env_modifiers:
+        return None
+    try:
+        return cls.account_model.model_validate(values)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            problems.append(f"{cls.env_prefix}{field.upper()}: {_explain(error)}")
+        return None
+
+
+def _toml_accounts(
+    section: Any, problems: list[str]
+) -> tuple[dict[str, dict[str, AccountSettings]], dict[str, str]]:
+    accounts: dict[str, dict[str, AccountSettings]] = {}
+    defaults: dict[str, str] = {}
+    if not isinstance(section, dict):
+        problems.append("[providers] must be a table of provider tables")
+        return accounts, defaults
+    for provider_name, named in section.items():
+        cls = adapter_class(provider_name)
+        if cls is None:
+            known = ", ".join(c.name for c in ADAPTER_CLASSES)
+            problems.append(f"[providers.{provider_name}]: unknown provider (known: {known})")
+            continue
+        if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+            problems.append(f"[providers.{provider_name}]: expected one table per account, e.g. "
+                            f"[providers.{cls.name}.prod]")
+            continue
+        for account_name, raw in named.items():
+            where = f"[providers.{provider_name}.{account_name}]"
+            if not _valid_account_name(account_name):
+                problems.append(f"{where}: account names use letters, digits, '-' and '_' only")
+                continue
+            values = dict(raw)
+            is_default = values.pop("default", False)
+            try:
+                account = cls.account_model.model_validate(values)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    field = ".".join(str(p) for p in error["loc"])
+                    problems.append(f"{where} {field}: {_explain(error)}")
+                continue
+            accounts.setdefault(cls.name, {})[account_name] = account
+            if is_default is True:
+                if cls.name in defaults:
+                    problems.append(f"{where}: only one {cls.name} account can be the default")
+                defaults[cls.name] = account_name
+    return accounts, defaults
+
+
+def _valid_account_name(name: str) -> bool:
+    return bool(name) and len(name) <= 40 and all(c.isalnum() or c in "-_" for c in name) and name.isascii()
+
+
+def _explain(error: Any) -> str:
+    if error.get("type") == "missing":
+        return "required but not set"
+    if error.get("type") == "extra_forbidden":
+        return "not a setting of this provider"
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,124 @@
+"""Parsing ``/stopcampaign`` text: ``<provider>[:<account>] <campaign-id> [reason…]`` or ``help``.
+
+The parser is the first line of defence: whatever the text, it returns a command or raises
+`UsageError` with a message that says exactly what is wrong. Nothing else escapes it.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from dataclasses import dataclass
+
+from bot.providers.base import CampaignIdError
+from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry, adapter_class
+
+USAGE = "Usage: /stopcampaign <provider>[:<account>] <campaign-id> [reason…]"
+EXAMPLE = "Example: /stopcampaign clevertap 1457432766 wrong segment"
+MAX_REASON = 500
+HELP_WORDS = frozenset({"help", "-h", "--help", "?", "usage"})
+_QUOTES = "`'\"“”‘’"
+
+
+class UsageError(Exception):
+    """The command text is not a valid command; `str(error)` says what is wrong."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.problem}\n{USAGE}\n{EXAMPLE}"
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    """``/stopcampaign help`` or no text at all."""
+
+
+@dataclass(frozen=True)
+class StopCommand:
+    """A valid request to stop one campaign on one configured account."""
+
+    provider: str
+    account: str
+    campaign_id: str
+    reason: str
+
+
+Command = HelpCommand | StopCommand
+
+
+def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
+    """Parse command text (as Slack sends it: HTML-escaped) against the configured accounts."""
+    clean = _clean(text or "")
+    tokens = clean.split()
+    if not tokens or tokens[0].lower() in HELP_WORDS:
+        if len(tokens) > 1:
+            raise UsageError(f"'help' takes nothing after it; got {' '.join(tokens[1:])!r}.")
+        return HelpCommand()
+
+    target, *rest = tokens
+    provider_name, _, account_name = target.partition(":")
+    klass = adapter_class(provider_name)
+    if klass is None:
+        known = ", ".join(_name_with_aliases(c.name, c.aliases) for c in ADAPTER_CLASSES)
+        raise UsageError(f"Unknown provider {_shorten(provider_name)!r}. Providers: {known}.")
+    accounts = registry.accounts(klass.name)
+    if not accounts:
+        configured = ", ".join(c.name for c in registry.configured_providers()) or "none"
+        raise UsageError(
+            f"{klass.display_name} is not configured in this app (configured providers: {configured})."
+        )
+    if ":" in account_name or (target.endswith(":") and not account_name):
+        raise UsageError(f"{_shorten(target)!r} is not <provider>:<account>.")
+    if account_name:
+        if account_name not in accounts:
+            raise UsageError(
+                f"{klass.display_name} has no account {_shorten(account_name)!r}. "
+                f"Accounts: {', '.join(accounts)}."
+            )
+        account = account_name
+    else:
+        default = registry.default_account(klass.name)
+        if default is None:
+            raise UsageError(
+                f"{klass.display_name} has several accounts ({', '.join(accounts)}): name one, "
+                f"e.g. /stopcampaign {klass.name}:{accounts[0]} <campaign-id>."
+            )
+        account = default
+
+    if not rest:
+        raise UsageError(f"Missing the campaign id: {klass.display_name} ids are {klass.campaign_id_hint}.")
+    raw_id, *reason_words = rest
+    try:
+        campaign_id = klass.parse_campaign_id(raw_id.strip(_QUOTES))
+    except CampaignIdError as exc:
+        raise UsageError(str(exc)) from None
+    if reason_words and reason_words[0].strip(_QUOTES).isdigit():
+        raise UsageError(
+            f"One campaign per command: {_shorten(reason_words[0])!r} after the id looks like a second id. "
+            "Anything after the id is the reason, and a reason should be words."
+        )
+    reason = " ".join(reason_words)
+    if len(reason) > MAX_REASON:
+        raise UsageError(f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.")
+    return StopCommand(provider=klass.name, account=account, campaign_id=campaign_id, reason=reason)
+
+
+def _clean(text: str) -> str:
+    """Undo Slack's HTML escaping and drop control and format characters (keep whitespace)."""
+    unescaped = html.unescape(text)
+    return "".join(
+        " " if ch.isspace() else ch
+        for ch in unescaped
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _name_with_aliases(name: str, aliases: tuple[str, ...]) -> str:
+    return f"{name} ({', '.join(aliases)})" if aliases else name

@@ -1,0 +1,113 @@
+"""Plain-text renderings of requests, previews and outcomes (console, CLI, Slack `text` fallback)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.core.models import CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, StopRequest
+from bot.core.parsing import EXAMPLE, USAGE
+from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry
+
+STATUS_ICONS: dict[OutcomeStatus, str] = {
+    OutcomeStatus.STOPPED: "✅",
+    OutcomeStatus.ALREADY_STOPPED: "☑️",
+    OutcomeStatus.ALREADY_COMPLETED: "☑️",
+    OutcomeStatus.NOT_STOPPABLE: "⛔",
+    OutcomeStatus.NOT_FOUND: "❓",
+    OutcomeStatus.INVALID_REQUEST: "⚠️",
+    OutcomeStatus.UNAUTHORIZED: "🔑",
+    OutcomeStatus.FORBIDDEN: "🔒",
+    OutcomeStatus.RATE_LIMITED: "⏳",
+    OutcomeStatus.PROVIDER_ERROR: "🔥",
+    OutcomeStatus.UNREACHABLE: "📡",
+    OutcomeStatus.UNKNOWN: "❔",
+}
+
+PHASE_WARNINGS: dict[CampaignPhase, str] = {
+    CampaignPhase.STOPPED: "The provider says this campaign is already stopped.",
+    CampaignPhase.COMPLETED: "The provider says this campaign has already finished.",
+    CampaignPhase.NOT_STOPPABLE: "The provider says this campaign is in a state it cannot stop.",
+    CampaignPhase.UNKNOWN: "The provider reports a state stopcampaign does not know: check before stopping.",
+}
+
+
+def display_name(provider: str) -> str:
+    """The provider's display name (``CleverTap``), or the raw name when unknown."""
+    for cls in ADAPTER_CLASSES:
+        if cls.name == provider:
+            return cls.display_name
+    return provider
+
+
+def timestamp(moment: datetime) -> str:
+    """``2026-11-23 08:10:00 UTC``."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def campaign_summary(info: CampaignInfo) -> str:
+    """One line: name · state · counts · price."""
+    parts: list[str] = []
+    if info.name:
+        parts.append(f"“{info.name}”")
+    if info.state:
+        parts.append(f"state {info.state}")
+    if info.kind:
+        parts.append(info.kind)
+    if info.size is not None:
+        parts.append(f"{info.size:,} recipients")
+    if info.sent is not None:
+        parts.append(f"{info.sent:,} sent")
+    if info.delivered is not None:
+        parts.append(f"{info.delivered:,} delivered")
+    if info.price is not None:
+        parts.append(f"price {info.price:g}")
+    return " · ".join(parts) or "no details"
+
+
+def outcome_headline(outcome: Outcome) -> str:
+    """``✅ CleverTap campaign 1457432766: stopped``."""
+    icon = STATUS_ICONS.get(outcome.status, "")
+    return f"{icon} {display_name(outcome.provider)} campaign {outcome.campaign_id}: {outcome.status.label}".strip()
+
+
+def outcome_text(request: StopRequest, outcome: Outcome) -> str:
+    """The outcome as several plain lines (console, CLI, Slack notification fallback)."""
+    lines = [outcome_headline(outcome), outcome.status.description]
+    if outcome.detail:
+        lines.append(outcome.detail)
+    provider_detail = outcome.provider_detail()
+    if provider_detail:
+        lines.append(f"Provider said: {provider_detail}")
+    if outcome.campaign and not outcome.campaign.is_empty():
+        lines.append(f"Campaign: {campaign_summary(outcome.campaign)}")
+    lines.append(f"Provider/account: {display_name(outcome.provider)} / {outcome.account}")
+    who = request.requester.display
+    confirmed = outcome.confirmed_by.display if outcome.confirmed_by else "?"
+    lines.append(f"Requested by {who}, confirmed by {confirmed}")
+    if request.reason:
+        lines.append(f"Reason: {request.reason}")
+    lines.append(f"Attempts: {outcome.attempts} · {outcome.elapsed_ms} ms · request {request.id}")
+    return "\n".join(lines)
+
+
+def help_text(registry: ProviderRegistry) -> str:
+    """Usage, examples, configured providers and accounts, and what is not configured."""
+    lines = [USAGE, EXAMPLE, "", "Configured providers:"]
+    configured = registry.configured_providers()
+    if not configured:
+        lines.append("  (none: set the provider credentials, see the README)")
+    for cls in configured:
+        aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
+        accounts = registry.accounts(cls.name)
+        default = registry.default_account(cls.name)
+        listed = ", ".join(f"{a} (default)" if a == default and len(accounts) > 1 else a for a in accounts)
+        lines.append(f"  • {cls.name}{aliases}: accounts {listed}; ids are {cls.campaign_id_hint}")
+    missing = [cls.display_name for cls in ADAPTER_CLASSES if cls not in configured]
+    if missing:
+        lines.append(f"Not configured: {', '.join(missing)}.")
+    lines += [
+        "",
+        "You get a confirmation with Stop / Cancel buttons; only Stop calls the provider.",
+        "Name an account with provider:account, e.g. /stopcampaign clevertap:prod 1457432766.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Provider names and aliases → adapter classes, and the configured accounts of each.
+
+Adding a provider means adding its adapter class to `ADAPTER_CLASSES`; nothing else in the
+core changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
+from bot.providers.clevertap import CleverTapAdapter
+
+AdapterClass = type[ProviderAdapter[AccountSettings]]
+
+ADAPTER_CLASSES: tuple[AdapterClass, ...] = (
+    CleverTapAdapter,  # type: ignore[type-abstract]
+)
+
+
+def adapter_class(name: str) -> AdapterClass | None:
+    """The adapter class for a provider name or alias (case-insensitive), or None."""
+    wanted = name.strip().lower()
+    for cls in ADAPTER_CLASSES:
+        if wanted == cls.name or wanted in cls.aliases:
+            return cls
+    return None
+
+
+class ProviderRegistry:
+    """The adapters of every configured account, keyed by provider and account name."""
+
+    def __init__(self, adapters: Iterable[ProviderAdapter[AccountSettings]], defaults: Mapping[str, str]) -> None:
+        self._adapters: dict[tuple[str, str], ProviderAdapter[AccountSettings]] = {}
+        for adapter in adapters:
+            self._adapters[(adapter.name, adapter.account_name)] = adapter
+        self._defaults = dict(defaults)
+
+    @classmethod
+    def build(
+        cls,
+        accounts: Mapping[str, Mapping[str, AccountSettings]],
+        defaults: Mapping[str, str],
+        options: HttpOptions | None = None,
+    ) -> ProviderRegistry:
+        """One adapter per configured account."""
+        adapters = []
+        for provider, provider_accounts in accounts.items():
+            klass = adapter_class(provider)
+            if klass is None:
+                raise KeyError(f"unknown provider {provider!r}")
+            for account_name, account in provider_accounts.items():
+                adapters.append(klass(account_name, account, options))
+        return cls(adapters, defaults)
+
+    def get(self, provider: str, account: str) -> ProviderAdapter[AccountSettings] | None:
+        """The adapter of one account, or None when it is not configured."""
+        return self._adapters.get((provider, account))
+
+    def accounts(self, provider: str) -> list[str]:
+        """Configured account names of a provider, default first."""
+        names = sorted(account for (name, account) in self._adapters if name == provider)
+        default = self._defaults.get(provider)
+        if default in names:
+            names.remove(default)
+            names.insert(0, default)
+        return names
+
+    def default_account(self, provider: str) -> str | None:
+        """The account used when a command names none, or None when there is no obvious one."""
+        names = self.accounts(provider)
+        if not names:
+            return None
+        default = self._defaults.get(provider)
+        if default in names:
+            return default
+        return names[0] if len(names) == 1 else None
+
+    def configured_providers(self) -> list[AdapterClass]:
+        """Adapter classes with at least one configured account, in registry order."""
+        present = {name for (name, _) in self._adapters}
+        return [cls for cls in ADAPTER_CLASSES if cls.name in present]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._adapters.values())
+
+    async def aclose(self) -> None:
+        """Close every adapter's connections."""
+        for adapter in self._adapters.values():
+            await adapter.aclose()

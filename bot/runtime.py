@@ -1,0 +1,81 @@
+"""Builds the parts every front end shares: store, provider adapters, the core service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from bot.config import AppConfig
+from bot.core.service import Notifier, NullNotifier, StopService
+from bot.providers.base import HttpOptions
+from bot.providers.registry import ProviderRegistry
+from bot.store.repository import Store
+from bot.tasks import BackgroundTasks
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The open store, the adapters, the service and the background tasks of one process."""
+
+    def __init__(self, config: AppConfig, store: Store, registry: ProviderRegistry, service: StopService) -> None:
+        self.config = config
+        self.store = store
+        self.registry = registry
+        self.service = service
+        self.tasks = BackgroundTasks()
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: AppConfig, notifier: Notifier | None = None) -> Runtime:
+        """Open the store (creating tables) and build one adapter per configured account."""
+        settings = config.settings
+        store = Store.from_url(settings.database_url)
+        await store.initialize()
+        options = HttpOptions(
+            timeout=settings.provider_timeout_seconds,
+            deadline=settings.provider_deadline_seconds,
+            preview_timeout=2.0,
+        )
+        registry = ProviderRegistry.build(config.accounts, config.defaults, options)
+        service = StopService(
+            store,
+            registry,
+            notifier or NullNotifier(),
+            ttl=timedelta(seconds=settings.request_ttl_seconds),
+            preview_timeout=options.preview_timeout,
+        )
+        return cls(config, store, registry, service)
+
+    def set_notifier(self, notifier: Notifier) -> None:
+        """Replace the notifier (the Slack one needs the Web API client built after the runtime)."""
+        self.service.notifier = notifier
+
+    def start_expiry_loop(self, interval: float | None = None) -> None:
+        """Expire pending requests in the background, so their cards say so without a click."""
+        every = interval or max(1.0, min(30.0, self.config.settings.request_ttl_seconds / 4))
+        self._expiry_task = asyncio.create_task(self._expire_forever(every), name="expiry")
+
+    async def _expire_forever(self, every: float) -> None:
+        while True:
+            try:
+                await self.service.expire_due()
+            except Exception:
+                log.exception("expiry sweep failed")
+            await asyncio.sleep(every)
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Finish background work, then close adapters and the store."""
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+        await self.tasks.drain(drain_timeout)
+        await self.registry.aclose()
+        await self.store.close()
+
+
+NotifierFactory = Callable[[Runtime], Notifier]

@@ -1,0 +1,281 @@
+"""The shared machinery of the provider simulators: campaigns, recorded calls and fault switches.
+
+A simulator subclass declares its provider's routes, its sandbox credentials, its seeded
+campaigns and the body its API sends for a given HTTP error; the base records every call,
+applies faults and lets tests wait for calls (an `asyncio.Condition`, never a sleep).
+
+Fault kinds:
+
+``latency``      wait ``delay`` seconds, then answer normally.
+``status``       answer ``status`` (with ``body`` or the provider's own error body, and
+                 ``Retry-After: retry_after`` when set); nothing is applied.
+``timeout``      hold the request ``delay`` seconds (default 60) without applying it.
+``lost_answer``  apply the request (the campaign really stops), then hold the answer
+                 ``delay`` seconds: the stop succeeded but its answer is lost.
+``malformed``    answer ``status`` (default 200) with ``body`` or an HTML error page.
+``reset``        apply nothing and drop the connection after half an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+HTML_ERROR_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+@dataclass
+class SandboxCampaign:
+    """One simulated campaign, in the provider's own state vocabulary."""
+
+    id: str
+    name: str
+    state: str
+    kind: str | None = None
+    size: int = 0
+    sent: int = 0
+    delivered: int = 0
+    price: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecordedCall:
+    """One request a simulator received (faulted or not)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class FaultKind(StrEnum):
+    """What a fault does; see the module docstring."""
+
+    LATENCY = "latency"
+    STATUS = "status"
+    TIMEOUT = "timeout"
+    LOST_ANSWER = "lost_answer"
+    MALFORMED = "malformed"
+    RESET = "reset"
+
+
+class Fault(BaseModel):
+    """A fault switch: applies to the next `times` matching calls (None: until cleared)."""
+
+    kind: FaultKind
+    status: int | None = None
+    body: str | None = None
+    delay: float = Field(default=0.0, ge=0, le=600)
+    retry_after: float | None = None
+    times: int | None = Field(default=1, ge=1)
+    match: str | None = None
+    method: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this fault applies to a call."""
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return self.match is None or self.match in path
+
+
+class ProviderSimulator(ABC):
+    """An HTTP simulator of one provider's API, mounted under ``/<name>`` in the sandbox."""
+
+    name: ClassVar[str]
+    """Provider name, also the mount path (``/clevertap``)."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[str, SandboxCampaign] = {}
+        self.calls: list[RecordedCall] = []
+        self.faults: list[Fault] = []
+        self._changed = asyncio.Condition()
+        self._release = asyncio.Event()
+        self.seed()
+        self.app = Starlette(routes=self.routes())
+
+    # ----- what a simulator declares --------------------------------------------------------
+
+    @abstractmethod
+    def routes(self) -> list[BaseRoute]:
+        """The provider's API routes, relative to the mount path."""
+
+    @abstractmethod
+    def seed_campaigns(self) -> list[SandboxCampaign]:
+        """The well-known campaigns the sandbox starts with (listed in the README)."""
+
+    @abstractmethod
+    def account_values(self, base_url: str) -> dict[str, Any]:
+        """Account settings that point an adapter at this simulator with valid credentials."""
+
+    @abstractmethod
+    def error_response(self, status: int, message: str) -> Response:
+        """The provider's own answer for an HTTP error (used by ``status`` faults)."""
+
+    # ----- state ---------------------------------------------------------------------------
+
+    def seed(self) -> None:
+        """Put the campaigns back to their seeded states and forget calls and faults."""
+        self.campaigns = {c.id: c for c in self.seed_campaigns()}
+        self.calls.clear()
+        self.faults.clear()
+
+    def release_held(self) -> None:
+        """Let every request held by a timeout / lost_answer fault finish now."""
+        self._release.set()
+        self._release = asyncio.Event()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Arm a fault switch."""
+        self.faults.append(fault)
+
+    def calls_to(self, path_part: str, method: str | None = None) -> list[RecordedCall]:
+        """Recorded calls whose path contains `path_part` (and with `method`, when given)."""
+        return [
+            c for c in self.calls if path_part in c.path and (method is None or c.method == method.upper())
+        ]
+
+    async def wait_for_calls(
+        self, count: int, path_part: str = "", method: str | None = None, timeout: float = 10.0
+    ) -> list[RecordedCall]:
+        """Wait until at least `count` matching calls arrived; raise TimeoutError otherwise."""
+
+        def enough() -> bool:
+            return len(self.calls_to(path_part, method)) >= count
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(enough)
+        return self.calls_to(path_part, method)
+
+    # ----- the ASGI entry: record, fault, dispatch ------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        call = RecordedCall(method=scope["method"], path=path, headers=headers, body=body, at=time.monotonic())
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+        replayed = False
+
+        async def replay_receive() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        fault = self._take_fault(call.method, path)
+        if fault is None:
+            await self.app(scope, replay_receive, send)
+            return
+        await self._apply_fault(fault, scope, replay_receive, send)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(method, path):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    async def _hold(self, seconds: float) -> None:
+        release = self._release
+        try:
+            await asyncio.wait_for(release.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _apply_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = fault.kind
+        if kind is FaultKind.LATENCY:
+            await self._hold(fault.delay)
+            await self.app(scope, receive, send)
+        elif kind is FaultKind.STATUS:
+            status = fault.status or 500
+            if fault.body is not None:
+                response: Response = Response(fault.body, status_code=status, media_type="application/json")
+            else:
+                response = self.error_response(status, f"sandbox fault: HTTP {status}")
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = f"{fault.retry_after:g}"
+            if fault.delay:
+                await self._hold(fault.delay)
+            await response(scope, receive, send)
+        elif kind is FaultKind.TIMEOUT:
+            await self._hold(fault.delay or 60.0)
+            await self.error_response(504, "sandbox fault: timed out")(scope, receive, send)
+        elif kind is FaultKind.LOST_ANSWER:
+            sink = _Discard()
+            await self.app(scope, receive, sink)
+            await self._hold(fault.delay or 60.0)
+            await self.error_response(504, "sandbox fault: answer lost")(scope, receive, send)
+        elif kind is FaultKind.MALFORMED:
+            text = fault.body if fault.body is not None else HTML_ERROR_PAGE
+            media = "application/json" if fault.body is not None else "text/html"
+            await Response(text, status_code=fault.status or 200, media_type=media)(scope, receive, send)
+        elif kind is FaultKind.RESET:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"400")]})
+            await send({"type": "http.response.body", "body": b'{"status": "succ', "more_body": True})
+            raise ConnectionResetError("sandbox fault: connection reset mid-answer")
+
+    # ----- the control API ------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """State for the control API: campaigns, faults, call count."""
+        return {
+            "campaigns": [asdict(c) for c in self.campaigns.values()],
+            "faults": [f.model_dump() for f in self.faults],
+            "calls": len(self.calls),
+        }
+
+
+class _Discard:
+    """An ASGI `send` that swallows the answer (for ``lost_answer``)."""
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        return None
+
+
+def json_error(status: int, payload: dict[str, Any]) -> JSONResponse:
+    """A JSON answer with a status; a small helper for simulators."""
+    return JSONResponse(payload, status_code=status)

@@ -1,0 +1,128 @@
+"""The console front end: type the same command text as in Slack, read the card, answer, see the outcome.
+
+It drives the same core as Slack (parse → pending request → confirm → one provider call →
+stored outcome), so a console stop is as safe and as audited as a Slack one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+
+from bot.core.models import Actor, StopRequest
+from bot.core.parsing import HelpCommand, StopCommand, UsageError
+from bot.core.render import PHASE_WARNINGS, campaign_summary, display_name, help_text, outcome_text, timestamp
+from bot.core.service import ClickResult, Preview, StopService
+
+Ask = Callable[[str], Awaitable[str]]
+Say = Callable[[str], None]
+
+YES = frozenset({"y", "yes", "stop"})
+QUIT = frozenset({"quit", "exit", "q", ":q"})
+PROMPT = "stopcampaign> "
+
+
+async def ask_stdin(prompt: str) -> str:
+    """Read one line from the terminal without blocking the event loop; EOFError at the end."""
+    return await asyncio.to_thread(input, prompt)
+
+
+def console_actor() -> Actor:
+    """Who is typing: the OS user, marked as a console user."""
+    try:
+        name = getpass.getuser()
+    except Exception:
+        name = "console"
+    return Actor(id=f"console:{name}", name=name, source="console")
+
+
+def card_text(request: StopRequest, service: StopService, preview: Preview) -> str:
+    """The confirmation card as plain text."""
+    adapter = service.adapter(request.provider, request.account)
+    host = adapter.api_host if adapter else "?"
+    meaning_fn = getattr(adapter, "describe_stop", None)
+    meaning = meaning_fn() if callable(meaning_fn) else (adapter.stop_meaning if adapter else "")
+    lines = [
+        "",
+        f"About to stop a {display_name(request.provider)} campaign. Nothing has been sent yet.",
+        f"  Provider   {display_name(request.provider)}",
+        f"  Account    {request.account}",
+        f"  API host   {host}",
+        f"  Campaign   {request.campaign_id}",
+    ]
+    if preview.info is not None:
+        lines.append(f"  Preview    {campaign_summary(preview.info)}")
+        warning = PHASE_WARNINGS.get(preview.info.phase) if preview.info.phase else None
+        if warning:
+            lines.append(f"  WARNING    {warning}")
+    else:
+        lines.append(f"  Preview    none: {preview.unavailable}")
+    lines += [
+        f"  Reason     {request.reason or '(none given)'}",
+        f"  Stopping   {meaning}",
+        f"  Expires    {timestamp(request.expires_at)}",
+        f"  Request    {request.id}",
+    ]
+    return "\n".join(lines)
+
+
+async def handle_line(line: str, service: StopService, actor: Actor, ask: Ask, say: Say) -> ClickResult | None:
+    """Handle one typed command; returns the click result when a stop was confirmed or refused."""
+    text = line.strip().removeprefix("/stopcampaign").strip()
+    try:
+        command = service.parse(text)
+    except UsageError as exc:
+        say(f"Error: {exc}")
+        return None
+    if isinstance(command, HelpCommand):
+        say(help_text(service.registry))
+        return None
+    return await confirm_and_stop(command, service, actor, ask, say, assume_yes=False)
+
+
+async def confirm_and_stop(
+    command: StopCommand, service: StopService, actor: Actor, ask: Ask, say: Say, *, assume_yes: bool
+) -> ClickResult | None:
+    """Create the request, show the card, ask, and stop when the answer is yes."""
+    request = await service.create_request(command, actor)
+    preview = await service.load_preview(request)
+    say(card_text(request, service, preview))
+    if not assume_yes:
+        try:
+            answer = await ask("Stop this campaign? Type 'yes' to stop, anything else cancels [yes/N]: ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in YES:
+            await service.cancel(request.id, actor)
+            say("Cancelled. Nothing was sent to the provider.")
+            return None
+    say(f"Stopping {display_name(request.provider)} campaign {request.campaign_id}…")
+    result = await service.confirm(request.id, actor)
+    if result.refused or result.outcome is None or result.request is None:
+        say(f"Not stopped: {result.message}")
+        return result
+    say(outcome_text(result.request, result.outcome))
+    return result
+
+
+async def run_shell(service: StopService, *, ask: Ask = ask_stdin, say: Say = print, banner: str = "") -> None:
+    """The read-eval loop; ends on quit, exit or end of input."""
+    actor = console_actor()
+    if banner:
+        say(banner)
+    say("Type a command as in Slack (e.g. clevertap 1457432766 wrong segment), 'help' or 'quit'.")
+    while True:
+        try:
+            line = await ask(PROMPT)
+        except (EOFError, KeyboardInterrupt):
+            say("")
+            return
+        if line.strip().lower() in QUIT:
+            return
+        if not line.strip():
+            continue
+        try:
+            await handle_line(line, service, actor, ask, say)
+        except Exception as exc:  # a console user must never lose the session to a bug
+            say(f"Error: {type(exc).__name__}: {exc}")

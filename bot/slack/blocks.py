@@ -1,0 +1,256 @@
+"""Block Kit builders: the confirmation card in each of its states, and the outcome messages.
+
+Every builder returns ``{"blocks": [...], "text": "..."}``: blocks within Slack's limits and a
+plain `text` fallback for notifications and clients that cannot show blocks. Text that comes
+from users or providers is escaped, so it can never mention, link or break the layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.core.models import CampaignInfo, Outcome, RequestState, StopRequest
+from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, display_name, outcome_text, timestamp
+from bot.core.service import Preview
+from bot.providers.base import AccountSettings, ProviderAdapter
+
+STOP_ACTION = "stopcampaign_confirm"
+CANCEL_ACTION = "stopcampaign_cancel"
+
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_FIELDS = 10
+MAX_BLOCKS = 50
+MAX_TEXT = 3000
+
+Message = dict[str, Any]
+Block = dict[str, Any]
+
+
+def escape(text: str) -> str:
+    """Escape Slack mrkdwn control characters (&, <, >) in untrusted text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to `limit` characters, marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def header(text: str) -> Block:
+    """A header block (plain text, clipped)."""
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER), "emoji": True}}
+
+
+def section(text: str, fields: list[str] | None = None) -> Block:
+    """A mrkdwn section, with optional fields (at most 10, each clipped)."""
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
+    if fields:
+        block["fields"] = [{"type": "mrkdwn", "text": clip(f, MAX_FIELD)} for f in fields[:MAX_FIELDS]]
+    return block
+
+
+def context(*texts: str) -> Block:
+    """A context block of mrkdwn lines (at most 10)."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(t, MAX_FIELD)} for t in texts[:10]]}
+
+
+def user(actor_id: str) -> str:
+    """A Slack mention for a Slack user id, the escaped name otherwise (console users)."""
+    if actor_id[:1] in ("U", "W") and actor_id.isalnum():
+        return f"<@{actor_id}>"
+    return escape(actor_id)
+
+
+def slack_date(request: StopRequest) -> str:
+    """The expiry as a Slack date token (shown in the reader's time zone) with a UTC fallback."""
+    epoch = int(request.expires_at.timestamp())
+    return f"<!date^{epoch}^{{time}} ({{date_short_pretty}})|{timestamp(request.expires_at)}>"
+
+
+def _message(blocks: list[Block], text: str) -> Message:
+    return {"blocks": blocks[:MAX_BLOCKS], "text": clip(text, MAX_TEXT)}
+
+
+def _request_fields(request: StopRequest, adapter: ProviderAdapter[AccountSettings] | None) -> list[str]:
+    host = adapter.api_host if adapter else "?"
+    return [
+        f"*Provider*\n{escape(display_name(request.provider))}",
+        f"*Account*\n{escape(request.account)}",
+        f"*API host*\n`{escape(host)}`",
+        f"*Campaign id*\n`{escape(request.campaign_id)}`",
+        f"*Requested by*\n{user(request.requester.id)}",
+        f"*Reason*\n{escape(request.reason) if request.reason else '_none given_'}",
+    ]
+
+
+def preview_text(preview: Preview | None, adapter: ProviderAdapter[AccountSettings] | None) -> str:
+    """The card's preview line: loading, the campaign, or why there is none."""
+    if preview is None:
+        return "*Campaign:* :hourglass_flowing_sand: asking the provider about this campaign…"
+    if preview.info is None:
+        return f"*Campaign:* no preview. {escape(preview.unavailable or '')}"
+    return f"*Campaign:* {escape(campaign_summary(preview.info))}" + _phase_warning(preview.info)
+
+
+def _phase_warning(info: CampaignInfo) -> str:
+    warning = PHASE_WARNINGS.get(info.phase) if info.phase else None
+    return f"\n:warning: *{warning}*" if warning else ""
+
+
+def confirmation_card(
+    request: StopRequest,
+    adapter: ProviderAdapter[AccountSettings] | None,
+    preview: Preview | None,
+) -> Message:
+    """The pending card with Stop / Cancel buttons (preview None: still loading)."""
+    provider = display_name(request.provider)
+    meaning = getattr(adapter, "describe_stop", None)
+    stop_meaning = meaning() if callable(meaning) else (adapter.stop_meaning if adapter else "")
+    blocks = [
+        header(f"Stop this {provider} campaign?"),
+        section(f"Nothing has been sent yet. Press *Stop campaign* to stop `{escape(request.campaign_id)}`.",
+                _request_fields(request, adapter)),
+        section(preview_text(preview, adapter)),
+        context(f"*What stopping means on {escape(provider)}:* {escape(str(stop_meaning))}"),
+        {
+            "type": "actions",
+            "block_id": "stopcampaign_buttons",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": STOP_ACTION,
+                    "text": {"type": "plain_text", "text": "Stop campaign", "emoji": True},
+                    "style": "danger",
+                    "value": request.id,
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Stop the campaign?"},
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": clip(
+                                f"This sends the stop to {escape(provider)} ({escape(request.account)}) for "
+                                f"campaign `{escape(request.campaign_id)}`. It cannot be undone.",
+                                300,
+                            ),
+                        },
+                        "confirm": {"type": "plain_text", "text": "Stop it"},
+                        "deny": {"type": "plain_text", "text": "Keep it running"},
+                        "style": "danger",
+                    },
+                },
+                {
+                    "type": "button",
+                    "action_id": CANCEL_ACTION,
+                    "text": {"type": "plain_text", "text": "Cancel", "emoji": True},
+                    "value": request.id,
+                },
+            ],
+        },
+        context(f"Expires {slack_date(request)} · only {user(request.requester.id)} can confirm · "
+                f"request `{request.id}`"),
+    ]
+    text = (
+        f"Stop {provider} campaign {request.campaign_id} on account {request.account}? "
+        f"Press Stop campaign or Cancel (expires {timestamp(request.expires_at)})."
+    )
+    return _message(blocks, text)
+
+
+def stopping_card(request: StopRequest) -> Message:
+    """The card while the provider call runs (no buttons: nothing can be clicked twice)."""
+    provider = display_name(request.provider)
+    who = user(request.confirmed_by.id) if request.confirmed_by else "someone"
+    blocks = [
+        header(f"Stopping {provider} campaign…"),
+        section(f":hourglass_flowing_sand: Sending the stop for `{escape(request.campaign_id)}` "
+                f"({escape(request.account)}), confirmed by {who}."),
+        context(f"request `{request.id}`"),
+    ]
+    return _message(blocks, f"Stopping {provider} campaign {request.campaign_id}…")
+
+
+def ended_card(request: StopRequest) -> Message:
+    """The card once the request has ended: its outcome, or why it was cancelled or expired."""
+    provider = display_name(request.provider)
+    if request.state is RequestState.DONE and request.outcome is not None:
+        return outcome_message(request, request.outcome)
+    if request.state is RequestState.CANCELLED:
+        who = user(request.ended_by.id) if request.ended_by else "someone"
+        title, body = "Stop cancelled", f"Cancelled by {who}. Nothing was sent to {escape(provider)}."
+    elif request.state is RequestState.EXPIRED:
+        title = "Stop request expired"
+        body = (f"Nobody confirmed before {timestamp(request.expires_at)}. Nothing was sent to "
+                f"{escape(provider)}. Run `/stopcampaign` again if it still needs stopping.")
+    else:
+        title, body = f"Request {request.state.value}", "This request cannot be confirmed any more."
+    blocks = [
+        header(title),
+        section(body, [f"*Provider*\n{escape(provider)}", f"*Account*\n{escape(request.account)}",
+                       f"*Campaign id*\n`{escape(request.campaign_id)}`"]),
+        context(f"request `{request.id}`"),
+    ]
+    return _message(blocks, f"{title}: {provider} campaign {request.campaign_id}. {body}")
+
+
+def outcome_message(request: StopRequest, outcome: Outcome, *, permalink: str | None = None) -> Message:
+    """The outcome for everyone: who, what, the normalized status and the provider's detail."""
+    provider = display_name(outcome.provider)
+    icon = STATUS_ICONS.get(outcome.status, "")
+    requested = user(request.requester.id)
+    confirmed = user(outcome.confirmed_by.id) if outcome.confirmed_by else "?"
+    fields = [
+        f"*Status*\n{icon} *{outcome.status.label}*",
+        f"*Provider / account*\n{escape(provider)} / {escape(outcome.account)}",
+        f"*Campaign*\n`{escape(outcome.campaign_id)}`",
+        f"*Requested by*\n{requested}",
+        f"*Confirmed by*\n{confirmed}",
+        f"*Elapsed*\n{outcome.elapsed_ms / 1000:.2f} s · {outcome.attempts} attempt(s)",
+        f"*Reason*\n{escape(request.reason) if request.reason else '_none given_'}",
+    ]
+    campaign = outcome.campaign or request.preview
+    if campaign is not None and not campaign.is_empty():
+        fields.append(f"*Campaign details*\n{escape(campaign_summary(campaign))}")
+    if outcome.state_before or outcome.state_after:
+        before = escape(outcome.state_before or "?")
+        after = escape(outcome.state_after or "?")
+        check = " (read back)" if outcome.verified else ""
+        fields.append(f"*State*\n{before} → {after}{check}")
+    body = f"{escape(outcome.status.description)}"
+    if outcome.detail:
+        body += f"\n{escape(outcome.detail)}"
+    blocks = [
+        header(f"{icon} {provider} campaign {outcome.campaign_id}: {outcome.status.label}"),
+        section(body, fields),
+    ]
+    notes = []
+    provider_detail = outcome.provider_detail()
+    if provider_detail:
+        notes.append(f"Provider said: {escape(provider_detail)}")
+    if permalink:
+        notes.append(f"<{permalink}|Message in the channel>")
+    notes.append(f"request `{request.id}`")
+    blocks.append(context(*notes))
+    text = outcome_text(request, outcome)
+    if permalink:
+        text += f"\n{permalink}"
+    return _message(blocks, text)
+
+
+def notice(text: str) -> Message:
+    """A short ephemeral notice (refusals, usage errors, help)."""
+    return _message([section(escape(text))], text)
+
+
+def usage_error(problem: str) -> Message:
+    """An ephemeral usage error with the usage shown in a code block."""
+    first, _, rest = problem.partition("\n")
+    blocks = [section(f":warning: {escape(first)}")]
+    if rest:
+        blocks.append(section(f"```{escape(rest)}```"))
+    return _message(blocks, problem)
+
+
+def help_message(text: str) -> Message:
+    """The help, as a code block."""
+    return _message([section(f"```{escape(text)}```")], text)

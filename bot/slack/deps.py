@@ -1,0 +1,19 @@
+"""What the Slack listeners need, gathered in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.service import StopService
+from bot.tasks import BackgroundTasks
+
+
+@dataclass
+class SlackDeps:
+    """The core service, the Web API client and the background task supervisor."""
+
+    service: StopService
+    client: AsyncWebClient
+    tasks: BackgroundTasks

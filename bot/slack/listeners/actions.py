@@ -1,0 +1,88 @@
+"""The Stop and Cancel buttons. A button carries only the request id; the rest comes from the store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.core.models import Actor, StopRequest
+from bot.core.service import ClickResult, Refusal
+from bot.slack import blocks
+from bot.slack.deps import SlackDeps
+from bot.slack.responder import post_response
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID = 64
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    """Wire the two buttons."""
+
+    async def stop_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = _click(body)
+        if click is not None:
+            deps.tasks.spawn(run_stop(*click, deps), name="stop")
+
+    async def cancel_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = _click(body)
+        if click is not None:
+            deps.tasks.spawn(run_cancel(*click, deps), name="cancel")
+
+    app.action(blocks.STOP_ACTION)(stop_clicked)
+    app.action(blocks.CANCEL_ACTION)(cancel_clicked)
+
+
+def _click(body: dict[str, Any]) -> tuple[str, Actor, str | None] | None:
+    """(request id, who clicked, response_url) from a block_actions payload, or None if malformed."""
+    actions = body.get("actions")
+    user = body.get("user")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict) or not isinstance(user, dict):
+        log.warning("malformed button payload ignored")
+        return None
+    request_id = actions[0].get("value")
+    user_id = user.get("id")
+    if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_REQUEST_ID:
+        log.warning("button payload without a usable request id")
+        return None
+    if not isinstance(user_id, str) or not user_id:
+        log.warning("button payload without a user")
+        return None
+    name = user.get("username") or user.get("name")
+    actor = Actor(id=user_id, name=name if isinstance(name, str) else None, source="slack")
+    response_url = body.get("response_url")
+    return request_id, actor, response_url if isinstance(response_url, str) else None
+
+
+async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+    """Confirm: card → "stopping…", one provider call, outcome stored and posted, card → final."""
+
+    async def show_stopping(request: StopRequest) -> None:
+        await post_response(response_url, blocks.stopping_card(request), replace=True)
+
+    result = await deps.service.confirm(request_id, actor, on_executing=show_stopping)
+    await _reply(result, actor, response_url)
+
+
+async def run_cancel(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+    """Cancel: end the request without a provider call and say so on the card."""
+    result = await deps.service.cancel(request_id, actor)
+    await _reply(result, actor, response_url)
+
+
+async def _reply(result: ClickResult, actor: Actor, response_url: str | None) -> None:
+    request = result.request
+    if not result.refused:
+        if request is not None:
+            await post_response(response_url, blocks.ended_card(request), replace=True)
+        return
+    if request is not None and actor.id == request.requester.id and request.state.is_final:
+        # The requester's card is stale: show the request as it ended.
+        await post_response(response_url, blocks.ended_card(request), replace=True)
+    if result.refusal is Refusal.NOT_FOUND:
+        log.info("click on an unknown request")
+    await post_response(response_url, blocks.notice(result.message), replace=False)

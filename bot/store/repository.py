@@ -1,0 +1,344 @@
+"""The store: stop requests, their state transitions and the audit log.
+
+Every state change is one conditional UPDATE (``… WHERE id = ? AND state IN (…)``) in the same
+transaction as its audit line, so only one caller can win a transition, whatever the number of
+clicks, retries or processes. SQLite is the default; the URL picks the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from bot.core.models import (
+    Actor,
+    AuditEntry,
+    CampaignInfo,
+    Outcome,
+    RequestState,
+    StopRequest,
+    utcnow,
+)
+from bot.store.schema import audit_log, metadata, stop_requests
+
+
+class StoreError(Exception):
+    """The database could not be used; the message says what to check."""
+
+
+def async_database_url(url: str) -> str:
+    """Map a plain database URL to its async driver (``sqlite://`` → ``sqlite+aiosqlite://``)."""
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _actor_json(actor: Actor | None) -> str | None:
+    return actor.model_dump_json() if actor else None
+
+
+def _actor(raw: str | None) -> Actor | None:
+    return Actor.model_validate_json(raw) if raw else None
+
+
+class Store:
+    """Async repository over SQLAlchemy Core."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """Build a store for a database URL (not yet connected)."""
+        async_url = async_database_url(url)
+        try:
+            engine = create_async_engine(async_url, pool_pre_ping=not async_url.startswith("sqlite"))
+        except Exception as exc:  # SQLAlchemy raises several types for bad URLs
+            raise StoreError(f"DATABASE_URL is not usable: {type(exc).__name__}") from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return cls(engine)
+
+    async def initialize(self) -> None:
+        """Create the tables when they do not exist yet."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except Exception as exc:
+            raise StoreError(f"cannot open the database ({type(exc).__name__}: {exc})") from None
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self.engine.dispose()
+
+    # ----- reading ----------------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> StopRequest | None:
+        """One request by id, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(stop_requests).where(stop_requests.c.id == request_id))).first()
+        return _to_request(row) if row else None
+
+    async def due_for_expiry(self, now: datetime | None = None, limit: int = 100) -> list[StopRequest]:
+        """Pending requests whose expiry has passed."""
+        query = (
+            select(stop_requests)
+            .where(stop_requests.c.state == RequestState.PENDING.value)
+            .where(stop_requests.c.expires_at <= (now or utcnow()))
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
+    async def recent(self, limit: int = 10) -> list[StopRequest]:
+        """The latest requests, newest first."""
+        query = select(stop_requests).order_by(stop_requests.c.created_at.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
+    async def audit(self, request_id: str) -> list[AuditEntry]:
+        """The audit trail of one request, oldest first."""
+        query = select(audit_log).where(audit_log.c.request_id == request_id).order_by(audit_log.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEntry(
+                request_id=row.request_id,
+                at=_aware(row.at) or utcnow(),
+                event=row.event,
+                from_state=row.from_state,
+                to_state=row.to_state,
+                actor=row.actor,
+                detail=json.loads(row.detail_json or "{}"),
+            )
+            for row in rows
+        ]
+
+    # ----- writing ----------------------------------------------------------------------------
+
+    async def create(self, request: StopRequest) -> None:
+        """Store a new pending request and its first audit line."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(stop_requests).values(
+                    id=request.id,
+                    provider=request.provider,
+                    account=request.account,
+                    campaign_id=request.campaign_id,
+                    reason=request.reason,
+                    requester_json=request.requester.model_dump_json(),
+                    team_id=request.team_id,
+                    channel_id=request.channel_id,
+                    response_url=request.response_url,
+                    state=request.state.value,
+                    created_at=request.created_at,
+                    expires_at=request.expires_at,
+                    updated_at=request.created_at,
+                )
+            )
+            await _append(
+                conn,
+                request.id,
+                "created",
+                None,
+                request.state,
+                request.requester,
+                {
+                    "provider": request.provider,
+                    "account": request.account,
+                    "campaign_id": request.campaign_id,
+                    "reason": request.reason,
+                    "channel_id": request.channel_id,
+                    "expires_at": request.expires_at.isoformat(),
+                },
+            )
+
+    async def transition(
+        self,
+        request_id: str,
+        from_states: Iterable[RequestState],
+        to_state: RequestState,
+        *,
+        event_name: str,
+        actor: Actor | None,
+        values: dict[str, Any] | None = None,
+        unexpired_at: datetime | None = None,
+        expired_at: datetime | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a request from one of `from_states` to `to_state`; True only for the one winner.
+
+        `unexpired_at` adds ``expires_at > t`` to the condition, `expired_at` adds ``expires_at <= t``.
+        """
+        sources = [s.value for s in from_states]
+        now = utcnow()
+        query = (
+            update(stop_requests)
+            .where(stop_requests.c.id == request_id)
+            .where(stop_requests.c.state.in_(sources))
+            .values(state=to_state.value, updated_at=now, **(values or {}))
+        )
+        if unexpired_at is not None:
+            query = query.where(stop_requests.c.expires_at > unexpired_at)
+        if expired_at is not None:
+            query = query.where(stop_requests.c.expires_at <= expired_at)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+            if result.rowcount != 1:
+                return False
+            from_state = sources[0] if len(sources) == 1 else None
+            await _append(conn, request_id, event_name, from_state, to_state, actor, detail or {})
+        return True
+
+    async def claim_for_execution(self, request_id: str, actor: Actor, now: datetime | None = None) -> bool:
+        """pending → executing, for the one caller whose click wins, before the request expires."""
+        return await self.transition(
+            request_id,
+            [RequestState.PENDING],
+            RequestState.EXECUTING,
+            event_name="confirmed",
+            actor=actor,
+            values={"confirmed_by_json": _actor_json(actor)},
+            unexpired_at=now or utcnow(),
+        )
+
+    async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
+        """pending → cancelled."""
+        return await self.transition(
+            request_id,
+            [RequestState.PENDING],
+            RequestState.CANCELLED,
+            event_name="cancelled",
+            actor=actor,
+            values={"ended_by_json": _actor_json(actor), "end_reason": reason},
+        )
+
+    async def expire(self, request_id: str, now: datetime | None = None) -> bool:
+        """pending → expired, only once the expiry has passed."""
+        return await self.transition(
+            request_id,
+            [RequestState.PENDING],
+            RequestState.EXPIRED,
+            event_name="expired",
+            actor=None,
+            values={"end_reason": "the confirmation expired before anyone pressed Stop"},
+            expired_at=now or utcnow(),
+        )
+
+    async def finish(self, request_id: str, outcome: Outcome) -> bool:
+        """executing → done, with the outcome (written before anything is posted)."""
+        return await self.transition(
+            request_id,
+            [RequestState.EXECUTING],
+            RequestState.DONE,
+            event_name="outcome",
+            actor=outcome.confirmed_by,
+            values={"outcome_json": outcome.model_dump_json(), "outcome_status": outcome.status.value},
+            detail={
+                "status": outcome.status.value,
+                "detail": outcome.detail,
+                "provider": outcome.provider_detail(),
+                "attempts": outcome.attempts,
+                "elapsed_ms": outcome.elapsed_ms,
+            },
+        )
+
+    async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
+        """Keep what the provider said about the campaign before the stop."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .values(preview_json=preview.model_dump_json() if preview else None)
+            )
+            detail: dict[str, Any] = {"preview": preview.model_dump(exclude_none=True) if preview else None}
+            if note:
+                detail["note"] = note
+            await _append(conn, request_id, "preview", None, None, None, detail)
+
+    async def record(
+        self, request_id: str, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Append an audit line that changes no state (refusals, delivery failures…)."""
+        async with self.engine.begin() as conn:
+            await _append(conn, request_id, event_name, None, None, actor, detail or {})
+
+
+async def _append(
+    conn: AsyncConnection,
+    request_id: str,
+    event_name: str,
+    from_state: str | None,
+    to_state: RequestState | None,
+    actor: Actor | None,
+    detail: dict[str, Any],
+) -> None:
+    await conn.execute(
+        insert(audit_log).values(
+            request_id=request_id,
+            at=utcnow(),
+            event=event_name,
+            from_state=from_state,
+            to_state=to_state.value if to_state else None,
+            actor=actor.id if actor else None,
+            detail_json=json.dumps(detail, default=str),
+        )
+    )
+
+
+def _to_request(row: Row[Any]) -> StopRequest:
+    return StopRequest(
+        id=row.id,
+        provider=row.provider,
+        account=row.account,
+        campaign_id=row.campaign_id,
+        reason=row.reason or "",
+        requester=Actor.model_validate_json(row.requester_json),
+        team_id=row.team_id,
+        channel_id=row.channel_id,
+        response_url=row.response_url,
+        state=RequestState(row.state),
+        created_at=_aware(row.created_at) or utcnow(),
+        expires_at=_aware(row.expires_at) or utcnow(),
+        confirmed_by=_actor(row.confirmed_by_json),
+        ended_by=_actor(row.ended_by_json),
+        end_reason=row.end_reason,
+        preview=CampaignInfo.model_validate_json(row.preview_json) if row.preview_json else None,
+        outcome=Outcome.model_validate_json(row.outcome_json) if row.outcome_json else None,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+

@@ -1,0 +1,56 @@
+"""Database tables: stop requests and their append-only audit log (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+stop_requests = Table(
+    "stop_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("campaign_id", String(128), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("requester_json", Text, nullable=False),
+    Column("team_id", String(32)),
+    Column("channel_id", String(32)),
+    Column("response_url", Text),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_by_json", Text),
+    Column("ended_by_json", Text),
+    Column("end_reason", Text),
+    Column("preview_json", Text),
+    Column("outcome_json", Text),
+    Column("outcome_status", String(32)),
+    Index("ix_stop_requests_state_expires", "state", "expires_at"),
+    Index("ix_stop_requests_created", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), ForeignKey("stop_requests.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16)),
+    Column("actor", String(128)),
+    Column("detail_json", Text, nullable=False, default="{}"),
+)

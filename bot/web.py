@@ -1,0 +1,69 @@
+"""The ASGI app: ``POST /slack/events`` (commands and buttons) and ``GET /healthz``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.config import AppConfig
+from bot.runtime import Runtime
+from bot.slack.app import create_slack_app
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1_000_000  # Slack payloads are far smaller; refuse anything absurd before parsing
+
+
+def create_web_app(config: AppConfig) -> Starlette:
+    """Build the web app; the store and adapters open in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await Runtime.open(config)
+        slack_app = create_slack_app(runtime)
+        app.state.runtime = runtime
+        app.state.handler = AsyncSlackRequestHandler(slack_app)
+        runtime.start_expiry_loop()
+        log.info("stopcampaign ready; providers: %s",
+                 ", ".join(c.name for c in runtime.registry.configured_providers()) or "none")
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    async def slack_events(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        try:
+            response: Response = await request.app.state.handler.handle(request)
+        except Exception:
+            # Bolt verifies the signature first, so only signed but malformed payloads get here.
+            log.exception("could not handle a Slack request")
+            return JSONResponse({"error": "malformed Slack request"}, status_code=400)
+        return response
+
+    async def healthz(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        store_ok = await runtime.store.ping()
+        body = {
+            "status": "ok" if store_ok else "degraded",
+            "store": "ok" if store_ok else "unreachable",
+            "providers": [c.name for c in runtime.registry.configured_providers()],
+        }
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
