@@ -270,7 +270,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         Retry-After, and never run past the deadline.
         """
         deadline = self.options.deadline
-        backoff = wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2)
+        backoff = wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2)
 
         def wait(state: RetryCallState) -> float:
             outcome = state.outcome

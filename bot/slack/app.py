@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.runtime import Runtime
 from bot.slack.deps import SlackDeps
+from bot.slack.guard import reject_malformed
 from bot.slack.listeners import register_listeners
 from bot.slack.notifier import SlackNotifier
 from bot.slack.responder import retry_handlers
@@ -39,13 +40,17 @@ def create_slack_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp
         # unreachable Slack Web API can never delay or break the answer to a command.
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id, bot_token=token)
 
+    # Bolt builds a client per request from `authorize`; give it one without a token (same base URL
+    # and retry handlers) so it does not warn that a token would be ignored.
+    bolt_client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10, retry_handlers=retry_handlers())
     app = AsyncApp(
-        client=client,
+        client=bolt_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         authorize=authorize,
         process_before_response=True,  # listeners ack inline and hand slow work to background tasks
         request_verification_enabled=not socket_mode,
     )
+    app.use(reject_malformed)
     runtime.set_notifier(SlackNotifier(client, settings.incident_channel))
     register_listeners(app, SlackDeps(service=runtime.service, client=client, tasks=runtime.tasks))
     return app

@@ -1,0 +1,136 @@
+"""A fake Slack Web API (and response_url target) on 127.0.0.1, recording every call.
+
+It answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral`` and any
+``/response/<token>`` URL, and can be told to fail the next calls of a method with a 429 and
+Retry-After, an ``ok: false`` error, or an HTTP status. Tests wait on its records with
+`wait_for` (a condition variable), never with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class SlackCall:
+    """One request the fake received."""
+
+    method: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Failure:
+    """How to fail the next call of a method."""
+
+    kind: str  # "ratelimit" | "error" | "http"
+    retry_after: int = 1
+    error: str = "channel_not_found"
+    status: int = 500
+
+
+@dataclass
+class FakeSlack:
+    """The fake's state: calls, armed failures, and a condition to wait on."""
+
+    calls: list[SlackCall] = field(default_factory=list)
+    failures: dict[str, list[Failure]] = field(default_factory=dict)
+    down: bool = False
+    url: str = ""
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(
+            routes=[
+                Route("/api/{method}", self._api, methods=["POST", "GET"]),
+                Route("/response/{token}", self._response_url, methods=["POST"]),
+            ]
+        )
+
+    # ----- test API -------------------------------------------------------------------------
+
+    def response_url(self) -> str:
+        """A fresh response_url pointing at this fake."""
+        return f"{self.url}/response/{secrets.token_hex(8)}"
+
+    def fail(self, method: str, failure: Failure, times: int = 1) -> None:
+        """Fail the next `times` calls of `method` (``response_url`` for response URLs)."""
+        self.failures.setdefault(method, []).extend([failure] * times)
+
+    def of(self, method: str) -> list[SlackCall]:
+        """Calls of one method (``response_url`` for posts to response URLs)."""
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
+        """Wait until `count` calls of `method` arrived."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.of(method)) >= count)
+        return self.of(method)
+
+    # ----- handlers -------------------------------------------------------------------------
+
+    async def _record(self, method: str, request: Request) -> SlackCall:
+        raw = await request.body()
+        body: dict[str, Any]
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {"_raw": raw.decode("utf-8", "replace")}
+        else:
+            body = dict(parse_qsl(raw.decode()))
+        call = SlackCall(method=method, body=body, headers=dict(request.headers))
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+        return call
+
+    def _failure(self, method: str) -> Response | None:
+        if self.down:
+            return PlainTextResponse("upstream down", status_code=503)
+        queue = self.failures.get(method)
+        if not queue:
+            return None
+        failure = queue.pop(0)
+        if failure.kind == "ratelimit":
+            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
+                                headers={"Retry-After": str(failure.retry_after)})
+        if failure.kind == "error":
+            return JSONResponse({"ok": False, "error": failure.error})
+        return PlainTextResponse("error", status_code=failure.status)
+
+    async def _api(self, request: Request) -> Response:
+        method = request.path_params["method"]
+        call = await self._record(method, request)
+        failed = self._failure(method)
+        if failed is not None:
+            return failed
+        if method == "auth.test":
+            return JSONResponse({"ok": True, "url": "https://fake-workspace.slack.com/", "team": "Fake",
+                                 "user": "stopcampaign", "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "B0BOT"})
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            ts = f"1700000000.{next(self._ts):06d}"
+            channel = call.body.get("channel", "C0UNKNOWN")
+            return JSONResponse({"ok": True, "channel": channel, "ts": ts, "message_ts": ts,
+                                 "message": {"text": call.body.get("text", ""), "ts": ts}})
+        return JSONResponse({"ok": False, "error": "unknown_method"})
+
+    async def _response_url(self, request: Request) -> Response:
+        await self._record("response_url", request)
+        failed = self._failure("response_url")
+        if failed is not None:
+            return failed
+        return PlainTextResponse("ok")
