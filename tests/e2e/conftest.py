@@ -40,7 +40,7 @@ def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None
 class AppUnderTest:
     """The running app plus helpers that talk to it as Slack would."""
 
-    server: RunningServer
+    url: str
     web: Any
     slack: FakeSlack
     sandbox: Sandbox
@@ -53,7 +53,7 @@ class AppUnderTest:
 
     async def post_signed(self, body: bytes, content_type: str, **sign_args: Any) -> httpx.Response:
         headers = {"Content-Type": content_type, **sign(body, **sign_args)}
-        return await self.http.post(f"{self.server.url}/slack/events", content=body, headers=headers)
+        return await self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
 
     async def command(
         self, text: str, *, user: str = REQUESTER, channel: str = CHANNEL, **sign_args: Any
@@ -163,7 +163,7 @@ async def start_app(
         started.append((server, http))
         ready = await http.get(f"{server.url}/healthz")  # queued until the lifespan has started
         assert ready.status_code == 200, ready.text
-        return AppUnderTest(server=server, web=web, slack=fake_slack, sandbox=box, http=http)
+        return AppUnderTest(url=server.url, web=web, slack=fake_slack, sandbox=box, http=http)
 
     yield start
     box.release_held()

@@ -265,7 +265,7 @@ async def test_bad_signature_and_stale_timestamp_are_rejected(app: AppUnderTest)
     stale = await app.command(f"clevertap {RUNNING}", timestamp=int(time.time()) - 60 * 10)
     assert bad.status_code == 401
     assert stale.status_code == 401
-    unsigned = await app.http.post(f"{app.server.url}/slack/events", content=b"command=%2Fstopcampaign",
+    unsigned = await app.http.post(f"{app.url}/slack/events", content=b"command=%2Fstopcampaign",
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert unsigned.status_code == 401
     assert await request_count(app) == 0
@@ -292,7 +292,7 @@ async def test_signed_but_malformed_payloads_never_crash(app: AppUnderTest) -> N
     assert "without a user" in weird.text
     await app.runtime.tasks.wait_idle()
     assert await stop_calls(app) == 0
-    health = await app.http.get(f"{app.server.url}/healthz")
+    health = await app.http.get(f"{app.url}/healthz")
     assert health.json()["status"] == "ok"
 
 
@@ -427,6 +427,6 @@ async def test_without_incident_channel_only_the_channel_gets_the_outcome(start_
 
 
 async def test_healthz_reports_the_store(app: AppUnderTest) -> None:
-    response = await app.http.get(f"{app.server.url}/healthz")
+    response = await app.http.get(f"{app.url}/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "store": "ok", "providers": ["clevertap"]}

@@ -1,0 +1,83 @@
+"""Configuration: env vars, the TOML file, and errors that name the bad setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config
+
+CT = {"CLEVERTAP_ACCOUNT_ID": "ACC", "CLEVERTAP_PASSCODE": "pass-secret", "CLEVERTAP_REGION": "in1"}
+
+
+def test_defaults_without_any_configuration() -> None:
+    config = load_config({})
+    assert config.accounts == {}
+    settings = config.settings
+    assert settings.port == 3000 and settings.request_ttl_seconds == 600
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.database_url.startswith("sqlite:///")
+
+
+def test_env_account_and_settings() -> None:
+    config = load_config({**CT, "PORT": "8080", "SLACK_API_URL": "http://127.0.0.1:1/api", "INCIDENT_CHANNEL": "C1"})
+    assert config.settings.port == 8080
+    assert config.settings.slack_api_url == "http://127.0.0.1:1/api/"
+    assert config.accounts["clevertap"]["default"].account_id == "ACC"  # type: ignore[attr-defined]
+    assert config.defaults == {"clevertap": "default"}
+    assert "pass-secret" not in repr(config.accounts)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLEVERTAP_ACCOUNT_ID": "ACC"}, "CLEVERTAP_PASSCODE: required"),
+        ({**CT, "CLEVERTAP_REGION": "xx9"}, "CLEVERTAP_REGION: unknown region"),
+        ({**CT, "CLEVERTAP_BASE_URL": "ftp://x"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
+        ({"CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
+        ({"PORT": "eighty"}, "PORT:"),
+        ({"REQUEST_TTL_SECONDS": "0"}, "REQUEST_TTL_SECONDS:"),
+        ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL: must be an http(s) URL"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL:"),
+        ({"STOPCAMPAIGN_CONFIG": "/nonexistent/stopcampaign.toml"}, "STOPCAMPAIGN_CONFIG: file"),
+    ],
+)
+def test_errors_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env)
+    assert named in str(caught.value)
+    assert "pass-secret" not in str(caught.value)
+
+
+def test_toml_file_with_several_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "stopcampaign.toml"
+    path.write_text(
+        'incident_channel = "C0INC"\nrequest_ttl_seconds = 300\n'
+        '[providers.clevertap.eu]\naccount_id = "EU"\npasscode = "p1"\nregion = "eu1"\n'
+        '[providers.ct.india]\naccount_id = "IN"\npasscode = "p2"\nregion = "in1"\ndefault = true\n'
+    )
+    config = load_config({"STOPCAMPAIGN_CONFIG": str(path), "REQUEST_TTL_SECONDS": "120"})
+    assert config.settings.incident_channel == "C0INC"
+    assert config.settings.request_ttl_seconds == 120  # env wins over the file
+    assert set(config.accounts["clevertap"]) == {"eu", "india"}
+    assert config.defaults["clevertap"] == "india"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[providers.mailchimp.a]\nkey = 1\n", "[providers.mailchimp]: unknown provider"),
+        ("[providers.clevertap.a]\naccount_id = \"A\"\n", "[providers.clevertap.a] passcode: required"),
+        ("[providers.clevertap.a]\naccount_id = \"A\"\npasscode = \"p\"\ncolour = 1\n", "colour: not a setting"),
+        ("[providers.clevertap]\naccount_id = \"A\"\n", "expected one table per account"),
+        ("bogus = 1\n", "unknown setting 'bogus'"),
+        ("this is not toml", "is not valid TOML"),
+    ],
+)
+def test_toml_errors_name_the_place(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config({"STOPCAMPAIGN_CONFIG": str(path)})
+    assert named in str(caught.value)

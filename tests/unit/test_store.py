@@ -1,0 +1,85 @@
+"""The store: one winner per transition, expiry, outcomes and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.core.models import Actor, Outcome, OutcomeStatus, RequestState, StopRequest, utcnow
+from bot.store.repository import Store, async_database_url
+
+ALICE = Actor(id="U0ALICE", name="alice")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    await s.initialize()
+    yield s
+    await s.close()
+
+
+async def new_request(store: Store, request_id: str = "r1", ttl: timedelta = timedelta(minutes=10)) -> StopRequest:
+    now = utcnow()
+    request = StopRequest(id=request_id, provider="clevertap", account="default", campaign_id="1",
+                          requester=ALICE, created_at=now, expires_at=now + ttl)
+    await store.create(request)
+    return request
+
+
+async def test_exactly_one_concurrent_claim_wins(store: Store) -> None:
+    await new_request(store)
+    results = await asyncio.gather(*(store.claim_for_execution("r1", ALICE) for _ in range(25)))
+    assert results.count(True) == 1
+    stored = await store.get("r1")
+    assert stored is not None and stored.state is RequestState.EXECUTING and stored.confirmed_by == ALICE
+
+
+async def test_expired_requests_cannot_be_claimed(store: Store) -> None:
+    await new_request(store, ttl=timedelta(seconds=-1))
+    assert not await store.claim_for_execution("r1", ALICE)
+    assert [r.id for r in await store.due_for_expiry()] == ["r1"]
+    assert await store.expire("r1")
+    assert not await store.expire("r1")
+
+
+async def test_pending_unexpired_requests_do_not_expire(store: Store) -> None:
+    await new_request(store)
+    assert not await store.expire("r1")
+    assert await store.due_for_expiry() == []
+
+
+async def test_cancel_then_nothing_else(store: Store) -> None:
+    await new_request(store)
+    assert await store.cancel("r1", ALICE)
+    assert not await store.claim_for_execution("r1", ALICE)
+    assert not await store.cancel("r1", ALICE)
+
+
+async def test_outcome_and_audit_trail(store: Store) -> None:
+    await new_request(store)
+    await store.claim_for_execution("r1", ALICE)
+    outcome = Outcome(status=OutcomeStatus.STOPPED, provider="clevertap", account="default", campaign_id="1")
+    assert await store.finish("r1", outcome)
+    assert not await store.finish("r1", outcome)
+    stored = await store.get("r1")
+    assert stored is not None and stored.outcome is not None and stored.outcome.status is OutcomeStatus.STOPPED
+    trail = await store.audit("r1")
+    assert [(e.event, e.from_state, e.to_state) for e in trail] == [
+        ("created", None, "pending"), ("confirmed", "pending", "executing"), ("outcome", "executing", "done")]
+    assert trail[1].actor == "U0ALICE"
+
+
+async def test_unknown_request(store: Store) -> None:
+    assert await store.get("nope") is None
+    assert not await store.claim_for_execution("nope", ALICE)
+
+
+def test_database_urls_map_to_async_drivers() -> None:
+    assert async_database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert async_database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert async_database_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
