@@ -59,8 +59,14 @@ def serve(host: str | None, port: int | None) -> None:
 
     config = _load()
     settings = config.settings
-    missing = [name for name, value in (("SLACK_SIGNING_SECRET", settings.slack_signing_secret),
-                                        ("SLACK_BOT_TOKEN", settings.slack_bot_token)) if value is None]
+    missing = [
+        name
+        for name, value in (
+            ("SLACK_SIGNING_SECRET", settings.slack_signing_secret),
+            ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+        )
+        if value is None
+    ]
     if missing:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `serve`", err=True)
         sys.exit(EXIT_USAGE)
@@ -81,8 +87,14 @@ def socket() -> None:
     """Serve Slack over Socket Mode (needs SLACK_APP_TOKEN, no public URL)."""
     config = _load()
     settings = config.settings
-    missing = [name for name, value in (("SLACK_APP_TOKEN", settings.slack_app_token),
-                                        ("SLACK_BOT_TOKEN", settings.slack_bot_token)) if value is None]
+    missing = [
+        name
+        for name, value in (
+            ("SLACK_APP_TOKEN", settings.slack_app_token),
+            ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+        )
+        if value is None
+    ]
     if missing:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `socket`", err=True)
         sys.exit(EXIT_USAGE)
@@ -102,7 +114,7 @@ async def _socket(config: AppConfig) -> None:
         runtime.start_expiry_loop()
         assert config.settings.slack_app_token is not None
         handler = AsyncSocketModeHandler(app, config.settings.slack_app_token.get_secret_value())
-        await handler.start_async()
+        await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         await runtime.close()
 
@@ -185,7 +197,7 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
         sys.exit(EXIT_NOT_CONFIRMED)
 
     async def main() -> int:
-        async with _runtime(use_sandbox) as (runtime, banner):
+        async with _runtime(use_sandbox) as (runtime, _banner):
             assert isinstance(runtime, Runtime)
             service = runtime.service
             try:
@@ -213,6 +225,7 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
 @click.option("--port", type=int, default=8800, show_default=True)
 def sandbox(host: str, port: int) -> None:
     """Serve the provider simulators (for manual tests and benchmarks)."""
+    from bot.providers.registry import ADAPTER_CLASSES
     from bot.sandbox.server import Sandbox
 
     setup_logging("INFO")
@@ -224,15 +237,9 @@ def sandbox(host: str, port: int) -> None:
     for provider, named in box.accounts(base).items():
         for values in named.values():
             for key, value in values.items():
-                prefix = next(c.env_prefix for c in _adapter_classes() if c.name == provider)
+                prefix = next(c.env_prefix for c in ADAPTER_CLASSES if c.name == provider)
                 click.echo(f"  export {prefix}{key.upper()}={value}")
     uvicorn.run(box.app, host=host, port=port, log_level="info", access_log=False)
-
-
-def _adapter_classes() -> tuple[type, ...]:
-    from bot.providers.registry import ADAPTER_CLASSES
-
-    return ADAPTER_CLASSES
 
 
 def main() -> None:

@@ -171,9 +171,7 @@ def _env_account(cls: AdapterClass, env: Mapping[str, str], problems: list[str])
         return None
 
 
-def _toml_accounts(
-    section: Any, problems: list[str]
-) -> tuple[dict[str, dict[str, AccountSettings]], dict[str, str]]:
+def _toml_accounts(section: Any, problems: list[str]) -> tuple[dict[str, dict[str, AccountSettings]], dict[str, str]]:
     accounts: dict[str, dict[str, AccountSettings]] = {}
     defaults: dict[str, str] = {}
     if not isinstance(section, dict):
@@ -186,8 +184,9 @@ def _toml_accounts(
             problems.append(f"[providers.{provider_name}]: unknown provider (known: {known})")
             continue
         if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
-            problems.append(f"[providers.{provider_name}]: expected one table per account, e.g. "
-                            f"[providers.{cls.name}.prod]")
+            problems.append(
+                f"[providers.{provider_name}]: expected one table per account, e.g. [providers.{cls.name}.prod]"
+            )
             continue
         for account_name, raw in named.items():
             where = f"[providers.{provider_name}.{account_name}]"

@@ -31,8 +31,10 @@ def create_web_app(config: AppConfig) -> Starlette:
         app.state.runtime = runtime
         app.state.handler = AsyncSlackRequestHandler(slack_app)
         runtime.start_expiry_loop()
-        log.info("stopcampaign ready; providers: %s",
-                 ", ".join(c.name for c in runtime.registry.configured_providers()) or "none")
+        log.info(
+            "stopcampaign ready; providers: %s",
+            ", ".join(c.name for c in runtime.registry.configured_providers()) or "none",
+        )
         try:
             yield
         finally:

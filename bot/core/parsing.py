@@ -17,7 +17,7 @@ USAGE = "Usage: /stopcampaign <provider>[:<account>] <campaign-id> [reason…]"
 EXAMPLE = "Example: /stopcampaign clevertap 1457432766 wrong segment"
 MAX_REASON = 500
 HELP_WORDS = frozenset({"help", "-h", "--help", "?", "usage"})
-_QUOTES = "`'\"“”‘’"
+_QUOTES = "`'\"“”‘’"  # noqa: RUF001 - typographic quotes are what people paste
 
 
 class UsageError(Exception):
@@ -67,16 +67,13 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
     accounts = registry.accounts(klass.name)
     if not accounts:
         configured = ", ".join(c.name for c in registry.configured_providers()) or "none"
-        raise UsageError(
-            f"{klass.display_name} is not configured in this app (configured providers: {configured})."
-        )
+        raise UsageError(f"{klass.display_name} is not configured in this app (configured providers: {configured}).")
     if ":" in account_name or (target.endswith(":") and not account_name):
         raise UsageError(f"{_shorten(target)!r} is not <provider>:<account>.")
     if account_name:
         if account_name not in accounts:
             raise UsageError(
-                f"{klass.display_name} has no account {_shorten(account_name)!r}. "
-                f"Accounts: {', '.join(accounts)}."
+                f"{klass.display_name} has no account {_shorten(account_name)!r}. Accounts: {', '.join(accounts)}."
             )
         account = account_name
     else:
@@ -110,9 +107,7 @@ def _clean(text: str) -> str:
     """Undo Slack's HTML escaping and drop control and format characters (keep whitespace)."""
     unescaped = html.unescape(text)
     return "".join(
-        " " if ch.isspace() else ch
-        for ch in unescaped
-        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+        " " if ch.isspace() else ch for ch in unescaped if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.models import (
     Actor,
@@ -27,7 +27,7 @@ from bot.core.models import (
     utcnow,
 )
 from bot.core.parsing import Command, StopCommand, parse_command
-from bot.providers.base import AccountSettings, PreviewUnavailable, ProviderAdapter
+from bot.providers.base import PreviewUnavailable, ProviderAdapter
 from bot.providers.registry import ProviderRegistry
 from bot.store.repository import Store
 
@@ -112,7 +112,7 @@ class StopService:
         """Parse command text; raises `UsageError` with a clear message."""
         return parse_command(text, self.registry)
 
-    def adapter(self, provider: str, account: str) -> ProviderAdapter[AccountSettings] | None:
+    def adapter(self, provider: str, account: str) -> ProviderAdapter[Any] | None:
         """The adapter of a configured account, or None."""
         return self.registry.get(provider, account)
 
@@ -310,8 +310,7 @@ class StopService:
                 await self.store.finish(request_id, outcome)
                 return
             except Exception:
-                log.exception("could not store the outcome (attempt %d)", attempt + 1,
-                              extra={"request_id": request_id})
+                log.exception("could not store the outcome (attempt %d)", attempt + 1, extra={"request_id": request_id})
         log.error("outcome not stored: %s", outcome.model_dump_json(), extra={"request_id": request_id})
 
     async def _announce(self, request: StopRequest, outcome: Outcome) -> None:

@@ -122,7 +122,7 @@ class SendError(Exception):
 
 
 # Errors raised before any byte of the request can have reached the provider.
-_NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def describe_http_error(exc: httpx.HTTPError) -> str:

@@ -41,4 +41,3 @@ class AccountLimiter:
         tb: TracebackType | None,
     ) -> None:
         self._in_flight.release()
-

@@ -7,14 +7,15 @@ core changes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
 from bot.providers.clevertap import CleverTapAdapter
 
-AdapterClass = type[ProviderAdapter[AccountSettings]]
+AdapterClass = type[ProviderAdapter[Any]]
 
 ADAPTER_CLASSES: tuple[AdapterClass, ...] = (
-    CleverTapAdapter,  # type: ignore[type-abstract]
+    CleverTapAdapter,
 )
 
 
@@ -30,8 +31,8 @@ def adapter_class(name: str) -> AdapterClass | None:
 class ProviderRegistry:
     """The adapters of every configured account, keyed by provider and account name."""
 
-    def __init__(self, adapters: Iterable[ProviderAdapter[AccountSettings]], defaults: Mapping[str, str]) -> None:
-        self._adapters: dict[tuple[str, str], ProviderAdapter[AccountSettings]] = {}
+    def __init__(self, adapters: Iterable[ProviderAdapter[Any]], defaults: Mapping[str, str]) -> None:
+        self._adapters: dict[tuple[str, str], ProviderAdapter[Any]] = {}
         for adapter in adapters:
             self._adapters[(adapter.name, adapter.account_name)] = adapter
         self._defaults = dict(defaults)
@@ -53,7 +54,7 @@ class ProviderRegistry:
                 adapters.append(klass(account_name, account, options))
         return cls(adapters, defaults)
 
-    def get(self, provider: str, account: str) -> ProviderAdapter[AccountSettings] | None:
+    def get(self, provider: str, account: str) -> ProviderAdapter[Any] | None:
         """The adapter of one account, or None when it is not configured."""
         return self._adapters.get((provider, account))
 

@@ -19,6 +19,7 @@ Fault kinds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -32,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -154,9 +155,7 @@ class ProviderSimulator(ABC):
 
     def calls_to(self, path_part: str, method: str | None = None) -> list[RecordedCall]:
         """Recorded calls whose path contains `path_part` (and with `method`, when given)."""
-        return [
-            c for c in self.calls if path_part in c.path and (method is None or c.method == method.upper())
-        ]
+        return [c for c in self.calls if path_part in c.path and (method is None or c.method == method.upper())]
 
     async def wait_for_calls(
         self, count: int, path_part: str = "", method: str | None = None, timeout: float = 10.0
@@ -194,7 +193,7 @@ class ProviderSimulator(ABC):
 
         replayed = False
 
-        async def replay_receive() -> dict[str, Any]:
+        async def replay_receive() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -219,10 +218,8 @@ class ProviderSimulator(ABC):
 
     async def _hold(self, seconds: float) -> None:
         release = self._release
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(release.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _apply_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
         kind = fault.kind
@@ -253,8 +250,13 @@ class ProviderSimulator(ABC):
             media = "application/json" if fault.body is not None else "text/html"
             await Response(text, status_code=fault.status or 200, media_type=media)(scope, receive, send)
         elif kind is FaultKind.RESET:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"400")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"400")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"status": "succ', "more_body": True})
             raise ConnectionResetError("sandbox fault: connection reset mid-answer")
 
@@ -272,7 +274,7 @@ class ProviderSimulator(ABC):
 class _Discard:
     """An ASGI `send` that swallows the answer (for ``lost_answer``)."""
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: Message) -> None:
         return None
 
 

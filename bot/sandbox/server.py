@@ -113,8 +113,11 @@ class Sandbox:
         try:
             fields = await request.json()
             current = sim.campaigns.get(campaign_id)
-            base = asdict(current) if current else {"id": campaign_id, "name": f"Campaign {campaign_id}",
-                                                    "state": "running"}
+            base = (
+                asdict(current)
+                if current
+                else {"id": campaign_id, "name": f"Campaign {campaign_id}", "state": "running"}
+            )
             base.update({k: v for k, v in dict(fields).items() if k != "id"})
             campaign = SandboxCampaign(**base)
         except (ValueError, TypeError) as exc:

@@ -12,7 +12,7 @@ from typing import Any
 from bot.core.models import CampaignInfo, Outcome, RequestState, StopRequest
 from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, display_name, outcome_text, timestamp
 from bot.core.service import Preview
-from bot.providers.base import AccountSettings, ProviderAdapter
+from bot.providers.base import ProviderAdapter
 
 STOP_ACTION = "stopcampaign_confirm"
 CANCEL_ACTION = "stopcampaign_cancel"
@@ -73,7 +73,7 @@ def _message(blocks: list[Block], text: str) -> Message:
     return {"blocks": blocks[:MAX_BLOCKS], "text": clip(text, MAX_TEXT)}
 
 
-def _request_fields(request: StopRequest, adapter: ProviderAdapter[AccountSettings] | None) -> list[str]:
+def _request_fields(request: StopRequest, adapter: ProviderAdapter[Any] | None) -> list[str]:
     host = adapter.api_host if adapter else "?"
     return [
         f"*Provider*\n{escape(display_name(request.provider))}",
@@ -85,7 +85,7 @@ def _request_fields(request: StopRequest, adapter: ProviderAdapter[AccountSettin
     ]
 
 
-def preview_text(preview: Preview | None, adapter: ProviderAdapter[AccountSettings] | None) -> str:
+def preview_text(preview: Preview | None, adapter: ProviderAdapter[Any] | None) -> str:
     """The card's preview line: loading, the campaign, or why there is none."""
     if preview is None:
         return "*Campaign:* :hourglass_flowing_sand: asking the provider about this campaign…"
@@ -101,7 +101,7 @@ def _phase_warning(info: CampaignInfo) -> str:
 
 def confirmation_card(
     request: StopRequest,
-    adapter: ProviderAdapter[AccountSettings] | None,
+    adapter: ProviderAdapter[Any] | None,
     preview: Preview | None,
 ) -> Message:
     """The pending card with Stop / Cancel buttons (preview None: still loading)."""
@@ -110,8 +110,10 @@ def confirmation_card(
     stop_meaning = meaning() if callable(meaning) else (adapter.stop_meaning if adapter else "")
     blocks = [
         header(f"Stop this {provider} campaign?"),
-        section(f"Nothing has been sent yet. Press *Stop campaign* to stop `{escape(request.campaign_id)}`.",
-                _request_fields(request, adapter)),
+        section(
+            f"Nothing has been sent yet. Press *Stop campaign* to stop `{escape(request.campaign_id)}`.",
+            _request_fields(request, adapter),
+        ),
         section(preview_text(preview, adapter)),
         context(f"*What stopping means on {escape(provider)}:* {escape(str(stop_meaning))}"),
         {
@@ -147,8 +149,9 @@ def confirmation_card(
                 },
             ],
         },
-        context(f"Expires {slack_date(request)} · only {user(request.requester.id)} can confirm · "
-                f"request `{request.id}`"),
+        context(
+            f"Expires {slack_date(request)} · only {user(request.requester.id)} can confirm · request `{request.id}`"
+        ),
     ]
     text = (
         f"Stop {provider} campaign {request.campaign_id} on account {request.account}? "
@@ -163,8 +166,10 @@ def stopping_card(request: StopRequest) -> Message:
     who = user(request.confirmed_by.id) if request.confirmed_by else "someone"
     blocks = [
         header(f"Stopping {provider} campaign…"),
-        section(f":hourglass_flowing_sand: Sending the stop for `{escape(request.campaign_id)}` "
-                f"({escape(request.account)}), confirmed by {who}."),
+        section(
+            f":hourglass_flowing_sand: Sending the stop for `{escape(request.campaign_id)}` "
+            f"({escape(request.account)}), confirmed by {who}."
+        ),
         context(f"request `{request.id}`"),
     ]
     return _message(blocks, f"Stopping {provider} campaign {request.campaign_id}…")
@@ -180,14 +185,22 @@ def ended_card(request: StopRequest) -> Message:
         title, body = "Stop cancelled", f"Cancelled by {who}. Nothing was sent to {escape(provider)}."
     elif request.state is RequestState.EXPIRED:
         title = "Stop request expired"
-        body = (f"Nobody confirmed before {timestamp(request.expires_at)}. Nothing was sent to "
-                f"{escape(provider)}. Run `/stopcampaign` again if it still needs stopping.")
+        body = (
+            f"Nobody confirmed before {timestamp(request.expires_at)}. Nothing was sent to "
+            f"{escape(provider)}. Run `/stopcampaign` again if it still needs stopping."
+        )
     else:
         title, body = f"Request {request.state.value}", "This request cannot be confirmed any more."
     blocks = [
         header(title),
-        section(body, [f"*Provider*\n{escape(provider)}", f"*Account*\n{escape(request.account)}",
-                       f"*Campaign id*\n`{escape(request.campaign_id)}`"]),
+        section(
+            body,
+            [
+                f"*Provider*\n{escape(provider)}",
+                f"*Account*\n{escape(request.account)}",
+                f"*Campaign id*\n`{escape(request.campaign_id)}`",
+            ],
+        ),
         context(f"request `{request.id}`"),
     ]
     return _message(blocks, f"{title}: {provider} campaign {request.campaign_id}. {body}")

@@ -31,7 +31,9 @@ def payload_problem(body: dict[str, Any]) -> str | None:
 
 
 async def reject_malformed(
-    req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]  # noqa: A002
+    req: AsyncBoltRequest,
+    resp: BoltResponse,
+    next: Callable[[], Awaitable[BoltResponse]],
 ) -> BoltResponse:
     """Bolt middleware: stop malformed payloads before listener matching can trip on them."""
     problem = payload_problem(req.body if isinstance(req.body, dict) else {})

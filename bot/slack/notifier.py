@@ -40,8 +40,10 @@ class SlackNotifier:
                 # The requester still sees the outcome on their card; say why the channel did not.
                 await post_response(
                     request.response_url,
-                    {"text": f"The outcome could not be posted in this channel ({error}): "
-                             "invite the app to the channel or check its scopes."},
+                    {
+                        "text": f"The outcome could not be posted in this channel ({error}): "
+                        "invite the app to the channel or check its scopes."
+                    },
                     replace=False,
                 )
         if self.incident_channel and self.incident_channel != request.channel_id:

@@ -33,6 +33,7 @@ def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None
     """Slack's request signature headers for `body`."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
 
 
@@ -83,14 +84,23 @@ class AppUnderTest:
             "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
             "api_app_id": "A0APP",
             "token": "legacy-unused",
-            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
-                          "is_ephemeral": True},
+            "container": {
+                "type": "message",
+                "message_ts": "1700000000.000001",
+                "channel_id": CHANNEL,
+                "is_ephemeral": True,
+            },
             "trigger_id": "123.456.def",
             "channel": {"id": CHANNEL, "name": "marketing-oncall"},
             "response_url": self.slack.response_url(),
             "actions": [
-                {"action_id": action_id, "block_id": "stopcampaign_buttons", "type": "button", "value": value,
-                 "action_ts": "1700000000.1"}
+                {
+                    "action_id": action_id,
+                    "block_id": "stopcampaign_buttons",
+                    "type": "button",
+                    "value": value,
+                    "action_ts": "1700000000.1",
+                }
             ],
         }
         payload.update(payload_extra or {})

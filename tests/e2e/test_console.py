@@ -13,15 +13,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLEVERTAP_", "SONARLY_", "WWT_", "ALTCRAFT_", "SLACK_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLEVERTAP_", "SONARLY_", "WWT_", "ALTCRAFT_", "SLACK_"))
+    }
     clean.update({"PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)})
     clean.pop("DATABASE_URL", None)
     return clean
 
 
 def test_shell_demo_stops_a_sandbox_campaign(tmp_path: Path) -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "bot", "shell", "--sandbox"], cwd=str(ROOT), env=env(tmp_path),
-                          encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "bot", "shell", "--sandbox"],
+        cwd=str(ROOT),
+        env=env(tmp_path),
+        encoding="utf-8",
+        timeout=30,
+    )
     try:
         child.expect("Campaigns you can stop")
         child.expect("stopcampaign> ")
@@ -56,8 +66,16 @@ def test_shell_demo_stops_a_sandbox_campaign(tmp_path: Path) -> None:
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env(tmp_path), text=True,
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=ROOT,
+        env=env(tmp_path),
+        text=True,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def test_one_shot_stop_exit_codes(tmp_path: Path) -> None:
@@ -77,14 +95,32 @@ def test_one_shot_stop_without_a_terminal_needs_yes(tmp_path: Path) -> None:
 
 
 def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
-    bad = env(tmp_path) | {"CLEVERTAP_ACCOUNT_ID": "A", "CLEVERTAP_REGION": "mars1", "SLACK_BOT_TOKEN": "xoxb-1",
-                           "SLACK_SIGNING_SECRET": "s"}
-    result = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=bad, text=True,
-                            capture_output=True, timeout=60, check=False)
+    bad = env(tmp_path) | {
+        "CLEVERTAP_ACCOUNT_ID": "A",
+        "CLEVERTAP_REGION": "mars1",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=ROOT,
+        env=bad,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "CLEVERTAP_PASSCODE: required" in result.stderr
     assert "CLEVERTAP_REGION: unknown region" in result.stderr
     assert "Traceback" not in result.stderr
-    missing_slack = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env(tmp_path), text=True,
-                                   capture_output=True, timeout=60, check=False)
+    missing_slack = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=ROOT,
+        env=env(tmp_path),
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert missing_slack.returncode == 2 and "SLACK_SIGNING_SECRET" in missing_slack.stderr

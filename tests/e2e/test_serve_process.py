@@ -34,23 +34,34 @@ async def served(
     box, box_server = sandbox
     ct = box.accounts(box_server.url)["clevertap"]["sandbox"]
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEVERTAP_", "SLACK_", "SONARLY_", "WWT_",
-                                                                    "ALTCRAFT_"))}
-    env.update({
-        "PORT": str(port),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": f"{fake_slack.url}/api",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "INCIDENT_CHANNEL": INCIDENT,
-        "CLEVERTAP_ACCOUNT_ID": ct["account_id"],
-        "CLEVERTAP_PASSCODE": ct["passcode"],
-        "CLEVERTAP_BASE_URL": ct["base_url"],
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLEVERTAP_", "SLACK_", "SONARLY_", "WWT_", "ALTCRAFT_"))
+    }
+    env.update(
+        {
+            "PORT": str(port),
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": f"{fake_slack.url}/api",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+            "INCIDENT_CHANNEL": INCIDENT,
+            "CLEVERTAP_ACCOUNT_ID": ct["account_id"],
+            "CLEVERTAP_PASSCODE": ct["passcode"],
+            "CLEVERTAP_BASE_URL": ct["base_url"],
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", cwd=str(tmp_path), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        cwd=str(tmp_path),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []
     assert process.stdout is not None
@@ -76,7 +87,8 @@ async def served(
 
 
 async def test_serve_process_full_flow(
-    served: tuple[str, asyncio.subprocess.Process, list[str]], fake_slack: FakeSlack,
+    served: tuple[str, asyncio.subprocess.Process, list[str]],
+    fake_slack: FakeSlack,
     sandbox: tuple[Sandbox, RunningServer],
 ) -> None:
     url, _, lines = served

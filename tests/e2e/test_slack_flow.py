@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -23,7 +24,7 @@ COMPLETED = "1457432768"
 STOPPED = "1457432769"
 
 
-async def open_card(app: AppUnderTest, text: str = f"clevertap {RUNNING} wrong segment") -> tuple[dict, str]:
+async def open_card(app: AppUnderTest, text: str = f"clevertap {RUNNING} wrong segment") -> tuple[dict[str, Any], str]:
     """Send a command; return the card from the ack and the request id its Stop button carries."""
     response = await app.command(text)
     assert response.status_code == 200
@@ -48,8 +49,16 @@ async def request_count(app: AppUnderTest) -> int:
 async def test_command_acks_with_a_confirmation_card_and_calls_nobody(app: AppUnderTest) -> None:
     card, request_id = await open_card(app)
     text = message_text(card)
-    for expected in ("CleverTap", "default", "127.0.0.1", RUNNING, "wrong segment", "no preview",
-                     "cannot be resumed", "Expires"):
+    for expected in (
+        "CleverTap",
+        "default",
+        "127.0.0.1",
+        RUNNING,
+        "wrong segment",
+        "no preview",
+        "cannot be resumed",
+        "Expires",
+    ):
         assert expected in text, expected
     stop_button = buttons(card)[STOP_ACTION]
     assert stop_button["style"] == "danger"
@@ -232,7 +241,8 @@ async def test_an_expired_request_cannot_be_stopped(app: AppUnderTest) -> None:
     _, request_id = await open_card(app)
     async with app.runtime.store.engine.begin() as conn:
         await conn.execute(
-            update(stop_requests).where(stop_requests.c.id == request_id)
+            update(stop_requests)
+            .where(stop_requests.c.id == request_id)
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     await app.click(STOP_ACTION, request_id)
@@ -247,7 +257,8 @@ async def test_the_expiry_sweep_updates_the_card(app: AppUnderTest) -> None:
     _, request_id = await open_card(app)
     async with app.runtime.store.engine.begin() as conn:
         await conn.execute(
-            update(stop_requests).where(stop_requests.c.id == request_id)
+            update(stop_requests)
+            .where(stop_requests.c.id == request_id)
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     expired = await app.runtime.service.expire_due()
@@ -265,8 +276,11 @@ async def test_bad_signature_and_stale_timestamp_are_rejected(app: AppUnderTest)
     stale = await app.command(f"clevertap {RUNNING}", timestamp=int(time.time()) - 60 * 10)
     assert bad.status_code == 401
     assert stale.status_code == 401
-    unsigned = await app.http.post(f"{app.url}/slack/events", content=b"command=%2Fstopcampaign",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    unsigned = await app.http.post(
+        f"{app.url}/slack/events",
+        content=b"command=%2Fstopcampaign",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert unsigned.status_code == 401
     assert await request_count(app) == 0
 

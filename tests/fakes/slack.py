@@ -106,8 +106,11 @@ class FakeSlack:
             return None
         failure = queue.pop(0)
         if failure.kind == "ratelimit":
-            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
-                                headers={"Retry-After": str(failure.retry_after)})
+            return JSONResponse(
+                {"ok": False, "error": "ratelimited"},
+                status_code=429,
+                headers={"Retry-After": str(failure.retry_after)},
+            )
         if failure.kind == "error":
             return JSONResponse({"ok": False, "error": failure.error})
         return PlainTextResponse("error", status_code=failure.status)
@@ -119,13 +122,29 @@ class FakeSlack:
         if failed is not None:
             return failed
         if method == "auth.test":
-            return JSONResponse({"ok": True, "url": "https://fake-workspace.slack.com/", "team": "Fake",
-                                 "user": "stopcampaign", "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "B0BOT"})
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "url": "https://fake-workspace.slack.com/",
+                    "team": "Fake",
+                    "user": "stopcampaign",
+                    "team_id": "T0FAKE",
+                    "user_id": "U0BOT",
+                    "bot_id": "B0BOT",
+                }
+            )
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             ts = f"1700000000.{next(self._ts):06d}"
             channel = call.body.get("channel", "C0UNKNOWN")
-            return JSONResponse({"ok": True, "channel": channel, "ts": ts, "message_ts": ts,
-                                 "message": {"text": call.body.get("text", ""), "ts": ts}})
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "channel": channel,
+                    "ts": ts,
+                    "message_ts": ts,
+                    "message": {"text": call.body.get("text", ""), "ts": ts},
+                }
+            )
         return JSONResponse({"ok": False, "error": "unknown_method"})
 
     async def _response_url(self, request: Request) -> Response:

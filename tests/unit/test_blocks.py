@@ -7,12 +7,21 @@ from typing import Any
 
 import pytest
 
-from bot.core.models import Actor, CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, RequestState, StopRequest, utcnow
+from bot.core.models import (
+    Actor,
+    CampaignInfo,
+    CampaignPhase,
+    Outcome,
+    OutcomeStatus,
+    RequestState,
+    StopRequest,
+    utcnow,
+)
 from bot.core.service import Preview
 from bot.providers.clevertap import CleverTapAccount, CleverTapAdapter
 from bot.slack import blocks
 
-ADAPTER = CleverTapAdapter("prod", CleverTapAccount(account_id="A", passcode="p", region="in1"))  # type: ignore[arg-type]
+ADAPTER = CleverTapAdapter("prod", CleverTapAccount(account_id="A", passcode="p", region="in1"))
 
 
 def request(**changes: Any) -> StopRequest:
@@ -32,9 +41,17 @@ def request(**changes: Any) -> StopRequest:
 
 
 def outcome(**changes: Any) -> Outcome:
-    base = Outcome(status=OutcomeStatus.STOPPED, provider="clevertap", account="prod", campaign_id="1457432766",
-                   detail="CleverTap answered state 'stopped'.", http_status=200, attempts=1, elapsed_ms=321,
-                   confirmed_by=Actor(id="U0ALICE"))
+    base = Outcome(
+        status=OutcomeStatus.STOPPED,
+        provider="clevertap",
+        account="prod",
+        campaign_id="1457432766",
+        detail="CleverTap answered state 'stopped'.",
+        http_status=200,
+        attempts=1,
+        elapsed_ms=321,
+        confirmed_by=Actor(id="U0ALICE"),
+    )
     return base.model_copy(update=changes)
 
 
@@ -66,7 +83,7 @@ def test_confirmation_card() -> None:
     rendered = str(card)
     assert "<!channel>" not in rendered and "&lt;!channel&gt;" in rendered  # no mass mention from a reason
     assert "in1.api.clevertap.com" in rendered and "cannot be resumed" in rendered
-    actions = [b for b in card["blocks"] if b["type"] == "actions"][0]["elements"]
+    actions = next(b for b in card["blocks"] if b["type"] == "actions")["elements"]
     assert [a["action_id"] for a in actions] == [blocks.STOP_ACTION, blocks.CANCEL_ACTION]
     assert actions[0]["style"] == "danger" and actions[0]["value"] == request().id
     assert "<!date^" in rendered  # expiry shown in the reader's time zone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,15 +29,31 @@ async def adapter() -> AsyncIterator[CleverTapAdapter]:
 
 CASES = [
     # (HTTP status, body, expected status, expected provider code)
-    (200, {"status": "success", "campaign_id": 1457432766, "state": "stopped", "stopped_at": "2025-07-07T12:45:00Z"},
-     OutcomeStatus.STOPPED, None),
-    (200, {"status": "success", "campaign_id": 1457432766, "state": "already_stopped"},
-     OutcomeStatus.ALREADY_STOPPED, None),
-    (200, {"status": "success", "campaign_id": 1457432766, "state": "already_completed"},
-     OutcomeStatus.ALREADY_COMPLETED, None),
+    (
+        200,
+        {"status": "success", "campaign_id": 1457432766, "state": "stopped", "stopped_at": "2025-07-07T12:45:00Z"},
+        OutcomeStatus.STOPPED,
+        None,
+    ),
+    (
+        200,
+        {"status": "success", "campaign_id": 1457432766, "state": "already_stopped"},
+        OutcomeStatus.ALREADY_STOPPED,
+        None,
+    ),
+    (
+        200,
+        {"status": "success", "campaign_id": 1457432766, "state": "already_completed"},
+        OutcomeStatus.ALREADY_COMPLETED,
+        None,
+    ),
     (200, {"status": "success"}, OutcomeStatus.STOPPED, None),
-    (409, {"status": "success", "campaign_id": 1457432766, "state": "already_stopped"},
-     OutcomeStatus.ALREADY_STOPPED, None),
+    (
+        409,
+        {"status": "success", "campaign_id": 1457432766, "state": "already_stopped"},
+        OutcomeStatus.ALREADY_STOPPED,
+        None,
+    ),
     (409, {"status": "fail", "error": "Campaign already stopped", "code": 74}, OutcomeStatus.ALREADY_STOPPED, "74"),
     (400, {"status": "fail", "error": "Invalid Campaign ID", "code": 21}, OutcomeStatus.INVALID_REQUEST, "21"),
     (400, {"status": "fail", "error": "Invalid Campaign ID", "code": 400}, OutcomeStatus.INVALID_REQUEST, "400"),
@@ -52,8 +69,9 @@ CASES = [
 
 @pytest.mark.parametrize(("http_status", "body", "expected", "code"), CASES)
 @respx.mock
-async def test_documented_answers(adapter: CleverTapAdapter, http_status: int, body: dict, expected: OutcomeStatus,
-                                  code: str | None) -> None:
+async def test_documented_answers(
+    adapter: CleverTapAdapter, http_status: int, body: dict[str, Any], expected: OutcomeStatus, code: str | None
+) -> None:
     route = respx.post(STOP).mock(return_value=httpx.Response(http_status, json=body))
     outcome = await adapter.stop("1457432766")
     assert outcome.status is expected
@@ -93,8 +111,9 @@ async def test_request_shape(adapter: CleverTapAdapter) -> None:
     ],
 )
 @respx.mock
-async def test_garbage_answers(adapter: CleverTapAdapter, http_status: int, content: bytes,
-                               expected: OutcomeStatus) -> None:
+async def test_garbage_answers(
+    adapter: CleverTapAdapter, http_status: int, content: bytes, expected: OutcomeStatus
+) -> None:
     respx.post(STOP).mock(return_value=httpx.Response(http_status, content=content))
     outcome = await adapter.stop("1457432766")
     assert outcome.status is expected
@@ -103,11 +122,13 @@ async def test_garbage_answers(adapter: CleverTapAdapter, http_status: int, cont
 
 @respx.mock
 async def test_rate_limit_is_retried_then_succeeds(adapter: CleverTapAdapter) -> None:
-    route = respx.post(STOP).mock(side_effect=[
-        httpx.Response(429, json={"status": "fail", "error": "Rate limit exceeded", "code": 88}),
-        httpx.Response(200, json={"status": "fail", "error": "Rate limit exceeded", "code": 88}),
-        httpx.Response(200, json={"status": "success", "state": "stopped"}),
-    ])
+    route = respx.post(STOP).mock(
+        side_effect=[
+            httpx.Response(429, json={"status": "fail", "error": "Rate limit exceeded", "code": 88}),
+            httpx.Response(200, json={"status": "fail", "error": "Rate limit exceeded", "code": 88}),
+            httpx.Response(200, json={"status": "success", "state": "stopped"}),
+        ]
+    )
     outcome = await adapter.stop("1457432766")
     assert outcome.status is OutcomeStatus.STOPPED
     assert outcome.attempts == 3 and route.call_count == 3
@@ -133,15 +154,19 @@ async def test_connect_error_is_unreachable_and_read_timeout_is_unknown(adapter:
 
 @respx.mock
 async def test_timeout_then_success_is_stopped(adapter: CleverTapAdapter) -> None:
-    respx.post(STOP).mock(side_effect=[httpx.ReadTimeout("slow"),
-                                       httpx.Response(200, json={"status": "success", "state": "already_stopped"})])
+    respx.post(STOP).mock(
+        side_effect=[
+            httpx.ReadTimeout("slow"),
+            httpx.Response(200, json={"status": "success", "state": "already_stopped"}),
+        ]
+    )
     outcome = await adapter.stop("1")
     assert outcome.status is OutcomeStatus.ALREADY_STOPPED and outcome.attempts == 2
 
 
 def test_regions_and_base_url() -> None:
     def host(**kw: str) -> str:
-        return CleverTapAdapter("a", CleverTapAccount(account_id="A", passcode="p", **kw)).base_url  # type: ignore[arg-type]
+        return CleverTapAdapter("a", CleverTapAccount(account_id="A", passcode="p", **kw)).base_url
 
     assert host(region="in1") == "https://in1.api.clevertap.com"
     assert host(region="EU1") == "https://api.clevertap.com"
@@ -150,11 +175,11 @@ def test_regions_and_base_url() -> None:
     assert host(base_url="http://127.0.0.1:9000/ct/") == "http://127.0.0.1:9000/ct"
     assert set(REGION_HOSTS) == {"in1", "sg1", "us1", "aps3", "mec1", "sk1", "eu1"}
     with pytest.raises(ValueError, match="unknown region"):
-        CleverTapAccount(account_id="A", passcode="p", region="mars1")  # type: ignore[arg-type]
+        CleverTapAccount(account_id="A", passcode="p", region="mars1")
 
 
 def test_passcode_is_secret_in_reprs() -> None:
-    account = CleverTapAccount(account_id="A", passcode="top-secret")  # type: ignore[arg-type]
+    account = CleverTapAccount(account_id="A", passcode="top-secret")
     assert "top-secret" not in repr(account) and "top-secret" not in str(account.model_dump())
 
 

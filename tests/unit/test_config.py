@@ -68,9 +68,9 @@ def test_toml_file_with_several_accounts(tmp_path: Path) -> None:
     ("text", "named"),
     [
         ("[providers.mailchimp.a]\nkey = 1\n", "[providers.mailchimp]: unknown provider"),
-        ("[providers.clevertap.a]\naccount_id = \"A\"\n", "[providers.clevertap.a] passcode: required"),
-        ("[providers.clevertap.a]\naccount_id = \"A\"\npasscode = \"p\"\ncolour = 1\n", "colour: not a setting"),
-        ("[providers.clevertap]\naccount_id = \"A\"\n", "expected one table per account"),
+        ('[providers.clevertap.a]\naccount_id = "A"\n', "[providers.clevertap.a] passcode: required"),
+        ('[providers.clevertap.a]\naccount_id = "A"\npasscode = "p"\ncolour = 1\n', "colour: not a setting"),
+        ('[providers.clevertap]\naccount_id = "A"\n', "expected one table per account"),
         ("bogus = 1\n", "unknown setting 'bogus'"),
         ("this is not toml", "is not valid TOML"),
     ],

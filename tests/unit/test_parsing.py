@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from bot.providers.registry import ProviderRegistry
 
 def registry(*accounts: str, default: str | None = None) -> ProviderRegistry:
     adapters = [
-        CleverTapAdapter(name, CleverTapAccount(account_id="A", passcode="p", region="in1"))  # type: ignore[arg-type]
+        CleverTapAdapter(name, CleverTapAccount(account_id="A", passcode="p", region="in1"))
         for name in accounts
     ]
     return ProviderRegistry(adapters, {"clevertap": default} if default else {})
@@ -33,8 +35,10 @@ def test_help(text: str | None) -> None:
         ("clevertap 1457432766 wrong segment", StopCommand("clevertap", "default", "1457432766", "wrong segment")),
         ("CleverTap 1457432766", StopCommand("clevertap", "default", "1457432766", "")),
         ("ct 1457432766", StopCommand("clevertap", "default", "1457432766", "")),
-        ("CT:default `1457432766`  price &amp; audience", StopCommand("clevertap", "default", "1457432766",
-                                                                     "price & audience")),
+        (
+            "CT:default `1457432766`  price &amp; audience",
+            StopCommand("clevertap", "default", "1457432766", "price & audience"),
+        ),
         ("clevertap\u00a01457432766\twrong", StopCommand("clevertap", "default", "1457432766", "wrong")),
         ("clevertap 0001457432766", StopCommand("clevertap", "default", "1457432766", "")),
     ],
@@ -94,10 +98,14 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
         assert isinstance(result, HelpCommand | StopCommand)
 
 
-@given(st.lists(st.sampled_from(["clevertap", "ct", "ct:default", "1457432766", "0", "-", ":", "help", "&lt;",
-                                 "`", "\u200b", "x" * 60]), max_size=6).map(" ".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["clevertap", "ct", "ct:default", "1457432766", "0", "-", ":", "help", "&lt;", "`", "\u200b", "x" * 60]
+        ),
+        max_size=6,
+    ).map(" ".join)
+)
 def test_command_like_text_parses_or_raises_usage_error(text: str) -> None:
-    try:
+    with contextlib.suppress(UsageError):
         parse_command(text, ONE)
-    except UsageError:
-        pass

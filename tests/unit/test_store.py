@@ -25,8 +25,15 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def new_request(store: Store, request_id: str = "r1", ttl: timedelta = timedelta(minutes=10)) -> StopRequest:
     now = utcnow()
-    request = StopRequest(id=request_id, provider="clevertap", account="default", campaign_id="1",
-                          requester=ALICE, created_at=now, expires_at=now + ttl)
+    request = StopRequest(
+        id=request_id,
+        provider="clevertap",
+        account="default",
+        campaign_id="1",
+        requester=ALICE,
+        created_at=now,
+        expires_at=now + ttl,
+    )
     await store.create(request)
     return request
 
@@ -70,7 +77,10 @@ async def test_outcome_and_audit_trail(store: Store) -> None:
     assert stored is not None and stored.outcome is not None and stored.outcome.status is OutcomeStatus.STOPPED
     trail = await store.audit("r1")
     assert [(e.event, e.from_state, e.to_state) for e in trail] == [
-        ("created", None, "pending"), ("confirmed", "pending", "executing"), ("outcome", "executing", "done")]
+        ("created", None, "pending"),
+        ("confirmed", "pending", "executing"),
+        ("outcome", "executing", "done"),
+    ]
     assert trail[1].actor == "U0ALICE"
 
 
