@@ -55,6 +55,7 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve Slack over HTTP: POST /slack/events, GET /healthz."""
     import uvicorn
 
+    from bot.httpserver import bind_socket
     from bot.web import create_web_app
 
     config = _load()
@@ -71,15 +72,23 @@ def serve(host: str | None, port: int | None) -> None:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `serve`", err=True)
         sys.exit(EXIT_USAGE)
     setup_logging(settings.log_level)
-    uvicorn.run(
-        create_web_app(config),
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=15,
+    bind_host, bind_port = host or settings.host, settings.port if port is None else port
+    try:
+        sock = bind_socket(bind_host, bind_port)
+    except OSError as exc:
+        click.echo(f"Cannot listen on {bind_host}:{bind_port}: {exc.strerror}", err=True)
+        sys.exit(EXIT_USAGE)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_web_app(config),
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=15,
+        )
     )
+    click.echo(f"stopcampaign listening on http://{bind_host}:{bind_port}", err=True)
+    server.run(sockets=[sock])
 
 
 @cli.command()

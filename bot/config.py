@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     request_ttl_seconds: int = Field(default=600, ge=1, le=86_400)
     provider_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
     provider_deadline_seconds: float = Field(default=20.0, gt=0, le=600)
+    preview_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     log_level: str = "INFO"
     stopcampaign_config: Path | None = None
 

@@ -37,6 +37,23 @@ class RunningServer:
             await self.task
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with TCP_NODELAY.
+
+    The protocol is given explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
+    ``proto`` is IPPROTO_TCP, and a socket made with proto 0 would let Nagle's algorithm and
+    delayed ACKs hold small answers (a Slack ack) for ~40 ms.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def start_server(
     app: ASGIApp,
     *,
@@ -47,12 +64,7 @@ async def start_server(
     graceful_timeout: float = 2.0,
 ) -> RunningServer:
     """Serve `app` on host:port (0 picks a free port) and return once the socket listens."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,

@@ -38,7 +38,7 @@ class Runtime:
         options = HttpOptions(
             timeout=settings.provider_timeout_seconds,
             deadline=settings.provider_deadline_seconds,
-            preview_timeout=2.0,
+            preview_timeout=settings.preview_timeout_seconds,
         )
         registry = ProviderRegistry.build(config.accounts, config.defaults, options)
         service = StopService(

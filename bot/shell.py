@@ -41,8 +41,7 @@ def card_text(request: StopRequest, service: StopService, preview: Preview) -> s
     """The confirmation card as plain text."""
     adapter = service.adapter(request.provider, request.account)
     host = adapter.api_host if adapter else "?"
-    meaning_fn = getattr(adapter, "describe_stop", None)
-    meaning = meaning_fn() if callable(meaning_fn) else (adapter.stop_meaning if adapter else "")
+    meaning = adapter.describe_stop() if adapter else ""
     lines = [
         "",
         f"About to stop a {display_name(request.provider)} campaign. Nothing has been sent yet.",

@@ -75,6 +75,8 @@ class HttpOptions:
     deadline: float = 20.0
     max_attempts: int = 4
     preview_timeout: float = 2.0
+    backoff: float = 0.2
+    """First retry pause in seconds; later ones grow exponentially (with jitter) up to 2 s."""
     transport: httpx.AsyncBaseTransport | None = None
 
 
@@ -201,6 +203,10 @@ class ProviderAdapter(ABC, Generic[AccountT]):
     def base_url(self) -> str:
         """The API base URL of this account (no trailing slash)."""
 
+    def describe_stop(self) -> str:
+        """What stopping does for this account, for the confirmation card (default: `stop_meaning`)."""
+        return self.stop_meaning
+
     @property
     def api_host(self) -> str:
         """The host the stop goes to, shown on the confirmation card."""
@@ -270,7 +276,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         Retry-After, and never run past the deadline.
         """
         deadline = self.options.deadline
-        backoff = wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2)
+        backoff = wait_exponential_jitter(multiplier=self.options.backoff, max=2.0, jitter=self.options.backoff)
 
         def wait(state: RetryCallState) -> float:
             outcome = state.outcome

@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bot.providers.altcraft import AltcraftAdapter
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
 from bot.providers.clevertap import CleverTapAdapter
+from bot.providers.sonarly import SonarlyAdapter
 
 AdapterClass = type[ProviderAdapter[Any]]
 
 ADAPTER_CLASSES: tuple[AdapterClass, ...] = (
     CleverTapAdapter,
+    SonarlyAdapter,
+    AltcraftAdapter,
 )
 
 

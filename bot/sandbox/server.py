@@ -23,12 +23,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from bot.httpserver import RunningServer, start_server
+from bot.sandbox.altcraft import AltcraftSimulator
 from bot.sandbox.base import Fault, ProviderSimulator, SandboxCampaign
 from bot.sandbox.clevertap import CleverTapSimulator
+from bot.sandbox.sonarly import SonarlySimulator
 
-SIMULATOR_CLASSES: tuple[type[ProviderSimulator], ...] = (CleverTapSimulator,)
+SIMULATOR_CLASSES: tuple[type[ProviderSimulator], ...] = (CleverTapSimulator, SonarlySimulator, AltcraftSimulator)
 
 _SECRET_HEADERS = {"authorization", "x-clevertap-passcode"}
+_SECRET_FIELDS = {"token", "api_key", "passcode", "password"}
+
+
+def _redacted(body: Any) -> Any:
+    """A recorded JSON body with secret fields (Altcraft's token, WWT's api_key) hidden."""
+    if isinstance(body, dict):
+        return {k: ("<redacted>" if k in _SECRET_FIELDS else _redacted(v)) for k, v in body.items()}
+    return body
 
 
 class Sandbox:
@@ -99,7 +109,7 @@ class Sandbox:
                 "method": c.method,
                 "path": c.path,
                 "headers": {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in c.headers.items()},
-                "json": c.json(),
+                "json": _redacted(c.json()),
             }
             for c in sim.calls
         ]

@@ -106,8 +106,7 @@ def confirmation_card(
 ) -> Message:
     """The pending card with Stop / Cancel buttons (preview None: still loading)."""
     provider = display_name(request.provider)
-    meaning = getattr(adapter, "describe_stop", None)
-    stop_meaning = meaning() if callable(meaning) else (adapter.stop_meaning if adapter else "")
+    stop_meaning = adapter.describe_stop() if adapter else ""
     blocks = [
         header(f"Stop this {provider} campaign?"),
         section(
@@ -115,7 +114,7 @@ def confirmation_card(
             _request_fields(request, adapter),
         ),
         section(preview_text(preview, adapter)),
-        context(f"*What stopping means on {escape(provider)}:* {escape(str(stop_meaning))}"),
+        context(f"*What stopping means on {escape(provider)}:* {escape(stop_meaning)}"),
         {
             "type": "actions",
             "block_id": "stopcampaign_buttons",

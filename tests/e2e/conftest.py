@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import load_config
 from bot.httpserver import RunningServer, start_server
+from bot.providers.registry import adapter_class
 from bot.runtime import Runtime
 from bot.sandbox.server import Sandbox, start_sandbox
 from bot.web import create_web_app
@@ -126,6 +127,19 @@ def message_text(message: dict[str, Any]) -> str:
 StartApp = Callable[..., Awaitable[AppUnderTest]]
 
 
+def provider_env(box: Sandbox, url: str, providers: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Env vars that configure each provider's default account (all, or `providers`) on the sandbox."""
+    env: dict[str, str] = {}
+    for provider, named in box.accounts(url).items():
+        if providers is not None and provider not in providers:
+            continue
+        klass = adapter_class(provider)
+        assert klass is not None
+        for key, value in named["sandbox"].items():
+            env[f"{klass.env_prefix}{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
     slack = FakeSlack()
@@ -151,17 +165,14 @@ async def start_app(
     box, box_server = sandbox
     started: list[tuple[RunningServer, httpx.AsyncClient]] = []
 
-    async def start(**overrides: str) -> AppUnderTest:
-        ct = box.accounts(box_server.url)["clevertap"]["sandbox"]
-        env = {
+    async def start(providers: tuple[str, ...] | None = None, **overrides: str) -> AppUnderTest:
+        env = provider_env(box, box_server.url, providers)
+        env |= {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": f"{fake_slack.url}/api/",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
             "INCIDENT_CHANNEL": INCIDENT,
-            "CLEVERTAP_ACCOUNT_ID": ct["account_id"],
-            "CLEVERTAP_PASSCODE": ct["passcode"],
-            "CLEVERTAP_BASE_URL": ct["base_url"],
             "PROVIDER_TIMEOUT_SECONDS": "0.5",
             "PROVIDER_DEADLINE_SECONDS": "3",
         }

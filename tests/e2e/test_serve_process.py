@@ -15,7 +15,7 @@ import pytest
 from bot.httpserver import RunningServer
 from bot.sandbox.server import Sandbox
 from bot.slack.blocks import STOP_ACTION
-from tests.e2e.conftest import BOT_TOKEN, INCIDENT, SIGNING_SECRET, AppUnderTest, buttons
+from tests.e2e.conftest import BOT_TOKEN, INCIDENT, SIGNING_SECRET, AppUnderTest, buttons, provider_env
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,6 @@ async def served(
     tmp_path: Path, fake_slack: FakeSlack, sandbox: tuple[Sandbox, RunningServer]
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, list[str]]]:
     box, box_server = sandbox
-    ct = box.accounts(box_server.url)["clevertap"]["sandbox"]
     port = free_port()
     env = {
         k: v
@@ -47,9 +46,7 @@ async def served(
             "SLACK_API_URL": f"{fake_slack.url}/api",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
             "INCIDENT_CHANNEL": INCIDENT,
-            "CLEVERTAP_ACCOUNT_ID": ct["account_id"],
-            "CLEVERTAP_PASSCODE": ct["passcode"],
-            "CLEVERTAP_BASE_URL": ct["base_url"],
+            **provider_env(box, box_server.url),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -70,7 +67,7 @@ async def served(
             raw = await process.stdout.readline()
             assert raw, "serve exited early:\n" + "".join(lines)
             lines.append(raw.decode())
-            if "Uvicorn running on" in lines[-1]:
+            if "stopcampaign ready" in lines[-1]:
                 break
 
     async def drain() -> None:
@@ -104,5 +101,8 @@ async def test_serve_process_full_flow(
     assert "stopped" in str(posts[0].body)
     assert len(box["clevertap"].calls_to("/1/targets/stop.json")) == 1
     log = "".join(lines)
-    for secret in (BOT_TOKEN, SIGNING_SECRET, box["clevertap"].account_values("")["passcode"]):
+    secrets = [BOT_TOKEN, SIGNING_SECRET]
+    for simulator in box.simulators.values():
+        secrets += [str(v) for k, v in simulator.account_values("").items() if k in ("passcode", "api_key", "token")]
+    for secret in secrets:
         assert secret not in log
