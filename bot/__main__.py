@@ -134,7 +134,10 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[object, str]]:
     from bot.runtime import Runtime
 
     if not use_sandbox:
-        runtime = await Runtime.open(_load())
+        config = _load()
+        for warning in config.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        runtime = await Runtime.open(config)
         try:
             yield runtime, ""
         finally:

@@ -93,8 +93,10 @@ class AppConfig:
         settings: Settings,
         accounts: Mapping[str, Mapping[str, AccountSettings]],
         defaults: Mapping[str, str],
+        warnings: list[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.warnings = list(warnings or [])
         self.accounts = {provider: dict(named) for provider, named in accounts.items() if named}
         self.defaults = dict(defaults)
 
@@ -112,14 +114,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     toml_globals = {k: v for k, v in document.items() if k != "providers"}
     settings = _build_settings(env, toml_globals, problems)
     accounts, defaults = _toml_accounts(document.get("providers", {}), problems)
+    warnings: list[str] = []
     for cls in ADAPTER_CLASSES:
-        account = _env_account(cls, env, problems)
+        account = _env_account(cls, env, problems, warnings)
         if account is not None:
             accounts.setdefault(cls.name, {})[DEFAULT_ACCOUNT] = account
             defaults.setdefault(cls.name, DEFAULT_ACCOUNT)
     if problems or settings is None:
         raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
-    return AppConfig(settings, accounts, defaults)
+    return AppConfig(settings, accounts, defaults, warnings)
 
 
 def _read_toml(path_text: str | None, problems: list[str]) -> dict[str, Any]:
@@ -155,13 +158,18 @@ def _build_settings(env: Mapping[str, str], toml_globals: dict[str, Any], proble
         return None
 
 
-def _env_account(cls: AdapterClass, env: Mapping[str, str], problems: list[str]) -> AccountSettings | None:
+def _env_account(
+    cls: AdapterClass, env: Mapping[str, str], problems: list[str], warnings: list[str]
+) -> AccountSettings | None:
     values: dict[str, str] = {}
     for field in cls.account_model.model_fields:
         raw = env.get(cls.env_prefix + field.upper(), "").strip()
         if raw:
             values[field] = raw
     if not set(values) - cls.env_modifiers:
+        if values:
+            names = ", ".join(cls.env_prefix + f.upper() for f in sorted(values))
+            warnings.append(f"{names} set but {cls.display_name} has no credentials: it is not offered")
         return None
     try:
         return cls.account_model.model_validate(values)

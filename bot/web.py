@@ -26,6 +26,8 @@ def create_web_app(config: AppConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for warning in config.warnings:
+            log.warning(warning)
         runtime = await Runtime.open(config)
         slack_app = create_slack_app(runtime)
         app.state.runtime = runtime

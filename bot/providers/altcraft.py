@@ -141,7 +141,7 @@ class AltcraftAdapter(ProviderAdapter[AltcraftAccount]):
     aliases = ("ac", "altkraft")
     env_prefix = "ALTCRAFT_"
     # ALTCRAFT_ABORT_IF_RUNNING alone (without a token) does not make Altcraft configured.
-    env_modifiers = frozenset({"abort_if_running"})
+    env_modifiers = frozenset({"abort_if_running", "base_url"})
     account_model = AltcraftAccount
     docs_url = "https://guides.altcraft.com/en/v72/developer-guide/campaigns/"
     campaign_id_hint = "a positive whole number such as 118 (the campaign's ID in Altcraft)"

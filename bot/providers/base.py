@@ -163,8 +163,8 @@ class ProviderAdapter(ABC, Generic[AccountT]):
     aliases: ClassVar[tuple[str, ...]] = ()
     env_prefix: ClassVar[str]
     """Prefix of the env vars of the default account (``CLEVERTAP_`` → ``CLEVERTAP_PASSCODE``)."""
-    env_modifiers: ClassVar[frozenset[str]] = frozenset()
-    """Account fields whose env var alone does not make the provider configured."""
+    env_modifiers: ClassVar[frozenset[str]] = frozenset({"base_url"})
+    """Account fields whose env var alone does not make the provider configured (a warning says so)."""
     account_model: ClassVar[type[AccountSettings]]
     docs_url: ClassVar[str]
     campaign_id_hint: ClassVar[str]

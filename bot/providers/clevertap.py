@@ -96,6 +96,7 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
     display_name = "CleverTap"
     aliases = ("ct",)
     env_prefix = "CLEVERTAP_"
+    env_modifiers = frozenset({"base_url", "region"})
     account_model = CleverTapAccount
     docs_url = "https://developer.clevertap.com/docs/stop-scheduled-campaign-api"
     campaign_id_hint = "a positive whole number such as 1457432766 (the id in the campaign's dashboard URL)"

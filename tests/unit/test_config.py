@@ -35,7 +35,7 @@ def test_env_account_and_settings() -> None:
         ({"CLEVERTAP_ACCOUNT_ID": "ACC"}, "CLEVERTAP_PASSCODE: required"),
         ({**CT, "CLEVERTAP_REGION": "xx9"}, "CLEVERTAP_REGION: unknown region"),
         ({**CT, "CLEVERTAP_BASE_URL": "ftp://x"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
-        ({"CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
+        ({"CLEVERTAP_PASSCODE": "p", "CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
         ({"PORT": "eighty"}, "PORT:"),
         ({"REQUEST_TTL_SECONDS": "0"}, "REQUEST_TTL_SECONDS:"),
         ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL: must be an http(s) URL"),
@@ -81,3 +81,23 @@ def test_toml_errors_name_the_place(tmp_path: Path, text: str, named: str) -> No
     with pytest.raises(ConfigError) as caught:
         load_config({"STOPCAMPAIGN_CONFIG": str(path)})
     assert named in str(caught.value)
+
+
+def test_a_base_url_alone_does_not_configure_a_provider_but_warns() -> None:
+    config = load_config({"CLEVERTAP_BASE_URL": "https://x.example", "ALTCRAFT_ABORT_IF_RUNNING": "false"})
+    assert config.accounts == {}
+    assert any("CLEVERTAP_BASE_URL set but CleverTap has no credentials" in w for w in config.warnings)
+
+
+def test_several_accounts_of_one_provider_in_toml(tmp_path: Path) -> None:
+    path = tmp_path / "stopcampaign.toml"
+    path.write_text(
+        '[providers.altcraft.eu]\ntoken = "t1"\nbase_url = "https://eu.altcraft.example"\n'
+        '[providers.altcraft.ru]\ntoken = "t2"\nabort_if_running = false\n'
+        '[providers.sonarly.main]\napi_key = "sk_live_x"\naccount_group_id = "g1"\n'
+    )
+    config = load_config({"STOPCAMPAIGN_CONFIG": str(path)})
+    assert set(config.accounts["altcraft"]) == {"eu", "ru"}
+    assert config.accounts["altcraft"]["ru"].abort_if_running is False  # type: ignore[attr-defined]
+    assert "altcraft" not in config.defaults  # two accounts, none marked default: commands must name one
+    assert set(config.accounts["sonarly"]) == {"main"}
