@@ -142,7 +142,7 @@ def test_account_from_env_strings_and_base_url_forms() -> None:
     assert account.abort_if_running is False
     assert AltcraftAdapter("onprem", account).base_url == "https://altcraft.example.com"
     assert AltcraftAdapter.env_prefix + "ABORT_IF_RUNNING" == "ALTCRAFT_ABORT_IF_RUNNING"
-    assert AltcraftAdapter.env_modifiers == frozenset({"abort_if_running"})
+    assert AltcraftAdapter.env_modifiers == frozenset({"abort_if_running", "base_url"})
     assert set(AltcraftAccount.model_fields) == {"token", "base_url", "abort_if_running"}
 
 
