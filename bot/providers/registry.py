@@ -13,12 +13,14 @@ from bot.providers.altcraft import AltcraftAdapter
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
 from bot.providers.clevertap import CleverTapAdapter
 from bot.providers.sonarly import SonarlyAdapter
+from bot.providers.wwt import WwtAdapter
 
 AdapterClass = type[ProviderAdapter[Any]]
 
 ADAPTER_CLASSES: tuple[AdapterClass, ...] = (
     CleverTapAdapter,
     SonarlyAdapter,
+    WwtAdapter,
     AltcraftAdapter,
 )
 

@@ -66,6 +66,7 @@ class AltcraftSimulator(ProviderSimulator):
     """``POST /api/v1.1/campaigns/{deactivate,get_status,get}`` with Altcraft's envelope."""
 
     name = "altcraft"
+    new_campaign_state = "Active"
 
     def routes(self) -> list[BaseRoute]:
         """The stop route and the two read routes."""

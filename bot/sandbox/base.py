@@ -108,6 +108,8 @@ class ProviderSimulator(ABC):
 
     name: ClassVar[str]
     """Provider name, also the mount path (``/clevertap``)."""
+    new_campaign_state: ClassVar[str] = "running"
+    """The state of a campaign created through the control API without one (an active state)."""
 
     def __init__(self) -> None:
         self.campaigns: dict[str, SandboxCampaign] = {}

@@ -27,8 +27,14 @@ from bot.sandbox.altcraft import AltcraftSimulator
 from bot.sandbox.base import Fault, ProviderSimulator, SandboxCampaign
 from bot.sandbox.clevertap import CleverTapSimulator
 from bot.sandbox.sonarly import SonarlySimulator
+from bot.sandbox.wwt import WwtSimulator
 
-SIMULATOR_CLASSES: tuple[type[ProviderSimulator], ...] = (CleverTapSimulator, SonarlySimulator, AltcraftSimulator)
+SIMULATOR_CLASSES: tuple[type[ProviderSimulator], ...] = (
+    CleverTapSimulator,
+    SonarlySimulator,
+    WwtSimulator,
+    AltcraftSimulator,
+)
 
 _SECRET_HEADERS = {"authorization", "x-clevertap-passcode"}
 _SECRET_FIELDS = {"token", "api_key", "passcode", "password"}
@@ -126,7 +132,7 @@ class Sandbox:
             base = (
                 asdict(current)
                 if current
-                else {"id": campaign_id, "name": f"Campaign {campaign_id}", "state": "running"}
+                else {"id": campaign_id, "name": f"Campaign {campaign_id}", "state": sim.new_campaign_state}
             )
             base.update({k: v for k, v in dict(fields).items() if k != "id"})
             campaign = SandboxCampaign(**base)

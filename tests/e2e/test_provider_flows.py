@@ -9,10 +9,11 @@ from bot.sandbox.base import Fault, FaultKind
 from bot.slack.blocks import STOP_ACTION
 from tests.e2e.conftest import AppUnderTest, StartApp, buttons, message_text
 
-# provider → (command target, an active seeded campaign, its name, the stop path, an already stopped one)
+# provider → (command target, an active seeded campaign, (stop method, path part), an already stopped one)
 FLOWS = {
-    "sonarly": ("sonarly", "65f1a0c0e4b0a1b2c3d4e501", "/stop", "65f1a0c0e4b0a1b2c3d4e504"),
-    "altcraft": ("altcraft", "101", "/campaigns/deactivate", "105"),
+    "sonarly": ("sonarly", "65f1a0c0e4b0a1b2c3d4e501", ("POST", "/stop"), "65f1a0c0e4b0a1b2c3d4e504"),
+    "wwt": ("rcs", "53651994", ("PUT", "/stop"), "53651997"),
+    "altcraft": ("altcraft", "101", ("POST", "/campaigns/deactivate"), "105"),
 }
 
 
@@ -24,7 +25,7 @@ async def open_card(app: AppUnderTest, text: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize("provider", sorted(FLOWS))
 async def test_full_flow_with_preview(app: AppUnderTest, provider: str) -> None:
-    target, campaign, stop_path, _ = FLOWS[provider]
+    target, campaign, (method, stop_path), _ = FLOWS[provider]
     simulator = app.sandbox[provider]
     name = simulator.campaigns[campaign].name
     request_id, card = await open_card(app, f"{target} {campaign} wrong audience")
@@ -43,7 +44,7 @@ async def test_full_flow_with_preview(app: AppUnderTest, provider: str) -> None:
     await app.runtime.tasks.wait_idle()
     text = message_text(posts[0].body)
     assert "stopped" in text and campaign in text
-    assert len(simulator.calls_to(stop_path, "POST")) == 1
+    assert len(simulator.calls_to(stop_path, method)) == 1
     done = await app.runtime.store.get(request_id)
     assert done is not None and done.state is RequestState.DONE
     assert done.outcome is not None and done.outcome.status.value == "stopped"
@@ -62,7 +63,7 @@ async def test_preview_of_an_already_stopped_campaign_says_so(app: AppUnderTest,
 @pytest.mark.parametrize("provider", sorted(FLOWS))
 async def test_a_slow_preview_says_so_and_the_stop_still_works(start_app: StartApp, provider: str) -> None:
     app = await start_app(PREVIEW_TIMEOUT_SECONDS="0.3")
-    target, campaign, stop_path, _ = FLOWS[provider]
+    target, campaign, (method, stop_path), _ = FLOWS[provider]
     simulator = app.sandbox[provider]
     simulator.add_fault(Fault(kind=FaultKind.LATENCY, delay=30, times=1))
     request_id, _ = await open_card(app, f"{target} {campaign}")
@@ -72,4 +73,4 @@ async def test_a_slow_preview_says_so_and_the_stop_still_works(start_app: StartA
     await app.click(STOP_ACTION, request_id)
     posts = await app.slack.wait_for("chat.postMessage", 2)
     assert "stopped" in message_text(posts[0].body)
-    assert len(simulator.calls_to(stop_path, "POST")) == 1
+    assert len(simulator.calls_to(stop_path, method)) == 1
