@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,3 +125,46 @@ def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path: Path) -> N
         check=False,
     )
     assert missing_slack.returncode == 2 and "SLACK_SIGNING_SECRET" in missing_slack.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "campaign", "already"),
+    [
+        ("clevertap", "1457432770", "1457432769"),
+        ("sonarly", "65f1a0c0e4b0a1b2c3d4e507", "65f1a0c0e4b0a1b2c3d4e504"),
+        ("rcs", "53652002", "53651997"),
+        ("altcraft", "106", "105"),
+    ],
+)
+def test_one_shot_stop_on_every_provider(tmp_path: Path, target: str, campaign: str, already: str) -> None:
+    stopped = run_cli(tmp_path, "stop", target, campaign, "--reason", "runbook", "--yes", "--sandbox")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert f"campaign {campaign}: stopped" in stopped.stdout
+    before = run_cli(tmp_path, "stop", target, already, "--yes", "--sandbox")
+    assert before.returncode == 0 and "already stopped" in before.stdout, before.stdout
+
+
+def test_shell_offers_every_provider_with_previews(tmp_path: Path) -> None:
+    child = pexpect.spawn(sys.executable, ["-m", "bot", "shell", "--sandbox"], cwd=str(ROOT), env=env(tmp_path),
+                          encoding="utf-8", timeout=30)
+    try:
+        child.expect("stopcampaign> ")
+        child.sendline("help")
+        for name in ("clevertap", "sonarly", "wwt", "altcraft"):
+            child.expect(name)
+        child.expect("stopcampaign> ")
+        child.sendline("wwt 53651994 wrong segment")
+        child.expect("Spring sale RCS")  # the preview, read from the provider
+        child.expect(r"\[yes/N\]: ")
+        child.sendline("yes")
+        child.expect("campaign 53651994: stopped")
+        child.expect("stopcampaign> ")
+        child.sendline("altcraft 105")
+        child.expect("already stopped")  # the preview warns before anything is sent
+        child.expect(r"\[yes/N\]: ")
+        child.sendline("no")
+        child.expect("Cancelled")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
