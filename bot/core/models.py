@@ -198,9 +198,9 @@ class StopRequest(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    """One line of a request's append-only audit trail."""
+    """One line of the append-only audit trail (refusals before any request have no request id)."""
 
-    request_id: str
+    request_id: str | None
     at: datetime
     event: str
     from_state: str | None = None

@@ -26,7 +26,8 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
-from bot.store.schema import audit_log, metadata, stop_requests
+from bot.store.migrate import current_revision, head_revision, upgrade
+from bot.store.schema import audit_log, stop_requests
 
 
 class StoreError(Exception):
@@ -75,13 +76,20 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return cls(engine)
 
-    async def initialize(self) -> None:
-        """Create the tables when they do not exist yet."""
+    async def initialize(self, migrate: bool = True) -> None:
+        """Bring the schema to the newest revision, or with `migrate` off, check that it is there."""
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+            if migrate:
+                await upgrade(self.engine)
+                return
+            current = await current_revision(self.engine)
         except Exception as exc:
             raise StoreError(f"cannot open the database ({type(exc).__name__}: {exc})") from None
+        if current != head_revision():
+            raise StoreError(
+                f"the database schema is at revision {current or 'none'}, this code needs {head_revision()}: "
+                "run `python -m bot migrate` (the Procfile's release phase does it)"
+            )
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -284,7 +292,7 @@ class Store:
             await _append(conn, request_id, "preview", None, None, None, detail)
 
     async def record(
-        self, request_id: str, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
+        self, request_id: str | None, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
     ) -> None:
         """Append an audit line that changes no state (refusals, delivery failures…)."""
         async with self.engine.begin() as conn:
@@ -293,7 +301,7 @@ class Store:
 
 async def _append(
     conn: AsyncConnection,
-    request_id: str,
+    request_id: str | None,
     event_name: str,
     from_state: str | None,
     to_state: RequestState | None,

@@ -1,8 +1,13 @@
-"""Database tables: stop requests and their append-only audit log (SQLAlchemy Core)."""
+"""Database tables: stop requests and their append-only audit log (SQLAlchemy Core).
+
+This is the schema at the newest migration; change it only together with a new revision in
+``migrations/versions``.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -38,15 +43,19 @@ stop_requests = Table(
     Column("preview_json", Text),
     Column("outcome_json", Text),
     Column("outcome_status", String(32)),
+    Column("two_person", Boolean, nullable=False, default=False),
+    Column("card_channel", String(32)),
+    Column("card_ts", String(32)),
     Index("ix_stop_requests_state_expires", "state", "expires_at"),
     Index("ix_stop_requests_created", "created_at"),
+    Index("ix_stop_requests_provider_created", "provider", "account", "created_at"),
 )
 
 audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(64), ForeignKey("stop_requests.id"), nullable=False, index=True),
+    Column("request_id", String(64), ForeignKey("stop_requests.id"), nullable=True, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("event", String(32), nullable=False),
     Column("from_state", String(16)),

@@ -6,18 +6,23 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from bot.core.models import Actor, Outcome, OutcomeStatus, RequestState, StopRequest, utcnow
-from bot.store.repository import Store, async_database_url
+from bot.store.migrate import alembic_config
+from bot.store.repository import Store, StoreError, async_database_url
 
 ALICE = Actor(id="U0ALICE", name="alice")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated store on SQLite and on PostgreSQL (every test here runs on both)."""
+    s = Store.from_url(database_url)
     await s.initialize()
     yield s
     await s.close()
@@ -93,3 +98,37 @@ def test_database_urls_map_to_async_drivers() -> None:
     assert async_database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert async_database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert async_database_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+
+
+async def test_migrations_are_idempotent_and_checked(database_url: str) -> None:
+    store = Store.from_url(database_url)
+    try:
+        with pytest.raises(StoreError, match="run `python -m bot migrate`"):
+            await store.initialize(migrate=False)
+        await store.initialize()
+        await store.initialize()
+        await store.initialize(migrate=False)  # at head now: no error
+    finally:
+        await store.close()
+
+
+async def test_a_first_release_database_is_upgraded(tmp_path: Path) -> None:
+    """A database made by the first release's create_all (no revision table) is stamped and upgraded."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store.from_url(url)
+    async with old.engine.begin() as conn:
+        await conn.run_sync(lambda sync: command_upgrade_to(sync, "0001"))
+        await conn.execute(text("DROP TABLE alembic_version"))
+    await old.close()
+    store = Store.from_url(url)
+    await store.initialize()
+    await new_request(store)
+    await store.record(None, "refused", ALICE, {"rule": "channel"})  # 0002: audit lines without a request
+    assert await store.get("r1") is not None
+    await store.close()
+
+
+def command_upgrade_to(conn: Any, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
