@@ -13,7 +13,7 @@ import click
 
 from bot.config import AppConfig, ConfigError, load_config
 from bot.core.models import OutcomeStatus
-from bot.core.parsing import HelpCommand, UsageError
+from bot.core.parsing import HistoryCommand, StatusCommand, StopCommand, UsageError
 from bot.core.render import help_text
 from bot.logs import setup_logging
 
@@ -175,19 +175,29 @@ def _sandbox_banner(sandbox: object, url: str) -> str:
     return "\n".join(lines)
 
 
+AS_OPTION = click.option(
+    "--as",
+    "as_user",
+    default=None,
+    metavar="SLACK_USER_ID",
+    help="Act as this Slack user for the policy (default: console:<os user>, allowed only by open policies).",
+)
+
+
 @cli.command()
 @click.option("--sandbox", "use_sandbox", is_flag=True, help="Run the provider simulators in-process (demo).")
-def shell(use_sandbox: bool) -> None:
+@AS_OPTION
+def shell(use_sandbox: bool, as_user: str | None) -> None:
     """Console front end: type commands as in Slack and confirm them here."""
     from bot.runtime import Runtime
-    from bot.shell import run_shell
+    from bot.shell import console_actor, run_shell
 
     setup_logging("WARNING")
 
     async def main() -> None:
         async with _runtime(use_sandbox) as (runtime, banner):
             assert isinstance(runtime, Runtime)
-            await run_shell(runtime.service, banner=banner)
+            await run_shell(runtime.service, banner=banner, actor=console_actor(as_user))
 
     asyncio.run(main())
 
@@ -198,7 +208,8 @@ def shell(use_sandbox: bool) -> None:
 @click.option("--reason", default="", help="Why the campaign is stopped (kept in the audit log).")
 @click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--sandbox", "use_sandbox", is_flag=True, help="Stop a campaign of the built-in sandbox.")
-def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandbox: bool) -> None:
+@AS_OPTION
+def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandbox: bool, as_user: str | None) -> None:
     """One-shot stop for runbooks: TARGET is provider[:account]. The exit code says the outcome."""
     from bot.runtime import Runtime
     from bot.shell import ask_stdin, confirm_and_stop, console_actor
@@ -217,11 +228,11 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
             except UsageError as exc:
                 click.echo(f"Error: {exc}", err=True)
                 return EXIT_USAGE
-            if isinstance(command, HelpCommand):
-                click.echo(help_text(service.registry))
+            if not isinstance(command, StopCommand):
+                click.echo(help_text(service.registry), err=True)
                 return EXIT_USAGE
             result = await confirm_and_stop(
-                command, service, console_actor(), ask_stdin, click.echo, assume_yes=assume_yes
+                command, service, console_actor(as_user), ask_stdin, click.echo, assume_yes=assume_yes
             )
             if result is None:
                 return EXIT_NOT_CONFIRMED
@@ -230,6 +241,123 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
             return EXIT_CODES[result.outcome.status]
 
     sys.exit(asyncio.run(main()))
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@AS_OPTION
+def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
+    """Confirm (or, under the two-person rule, approve) a pending request by its id."""
+    from bot.core.render import outcome_text
+    from bot.runtime import Runtime
+    from bot.shell import ask_stdin, console_actor
+
+    setup_logging("WARNING")
+
+    async def main() -> int:
+        async with _runtime(False) as (runtime, _banner):
+            assert isinstance(runtime, Runtime)
+            if not assume_yes:
+                if not sys.stdin.isatty():
+                    click.echo("Not confirmed: pass --yes to approve without asking.", err=True)
+                    return EXIT_NOT_CONFIRMED
+                answer = await ask_stdin(f"Approve and stop request {request_id}? [yes/N]: ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    return EXIT_NOT_CONFIRMED
+            result = await runtime.service.confirm(request_id, console_actor(as_user))
+            if result.outcome is None or result.request is None:
+                click.echo(f"Not stopped: {result.message}", err=True)
+                return EXIT_NOT_CONFIRMED
+            click.echo(outcome_text(result.request, result.outcome))
+            return EXIT_CODES[result.outcome.status]
+
+    sys.exit(asyncio.run(main()))
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for export.")
+def history(target: str | None, limit: int, as_json: bool) -> None:
+    """The latest stop requests, optionally of one provider[:account]."""
+    from bot.runtime import Runtime
+    from bot.shell import show_lookup
+
+    setup_logging("WARNING")
+
+    async def main() -> int:
+        async with _runtime(False) as (runtime, _banner):
+            assert isinstance(runtime, Runtime)
+            service = runtime.service
+            try:
+                command = service.parse(f"history {target or ''}".strip())
+            except UsageError as exc:
+                click.echo(f"Error: {exc.problem}", err=True)
+                return EXIT_USAGE
+            assert isinstance(command, HistoryCommand)
+            if as_json:
+                for request in await service.history(command.provider, command.account, limit):
+                    click.echo(request.model_dump_json())
+                return 0
+            await show_lookup(HistoryCommand(command.provider, command.account, limit), service, click.echo)
+            return 0
+
+    sys.exit(asyncio.run(main()))
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="The request and its audit trail as JSON.")
+def status(request_id: str, as_json: bool) -> None:
+    """One request's whole audit trail."""
+    import json
+
+    from bot.runtime import Runtime
+    from bot.shell import show_lookup
+
+    setup_logging("WARNING")
+
+    async def main() -> int:
+        async with _runtime(False) as (runtime, _banner):
+            assert isinstance(runtime, Runtime)
+            if as_json:
+                request, trail = await runtime.service.trail(request_id)
+                if request is None:
+                    click.echo(f"No request {request_id}.", err=True)
+                    return 4
+                document = {
+                    "request": request.model_dump(mode="json"),
+                    "audit": [entry.model_dump(mode="json") for entry in trail],
+                }
+                click.echo(json.dumps(document, indent=2))
+                return 0
+            return 0 if await show_lookup(StatusCommand(request_id), runtime.service, click.echo) else 4
+
+    sys.exit(asyncio.run(main()))
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision (the Procfile's release phase runs this)."""
+    from bot.store.migrate import upgrade
+    from bot.store.repository import Store, StoreError
+
+    config = _load()
+
+    async def main() -> str:
+        store = Store.from_url(config.settings.database_url)
+        try:
+            return await upgrade(store.engine)
+        finally:
+            await store.close()
+
+    try:
+        revision = asyncio.run(main())
+    except StoreError as exc:
+        click.echo(f"Migration failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Database schema at revision {revision}.")
 
 
 @cli.command()

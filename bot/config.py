@@ -23,9 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.core.policy import PolicyConfig
 from bot.providers.base import AccountSettings
 from bot.providers.registry import ADAPTER_CLASSES, AdapterClass, adapter_class
 
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
     provider_deadline_seconds: float = Field(default=20.0, gt=0, le=600)
     preview_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    stuck_executing_seconds: int = Field(default=120, ge=1, le=86_400)
+    migrate_on_start: bool = True
     log_level: str = "INFO"
     stopcampaign_config: Path | None = None
 
@@ -70,6 +73,15 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @model_validator(mode="after")
+    def _stuck_after_the_deadline(self) -> Settings:
+        if self.stuck_executing_seconds <= self.provider_deadline_seconds + 30:
+            raise ValueError(
+                "STUCK_EXECUTING_SECONDS must exceed PROVIDER_DEADLINE_SECONDS by more than 30 s, "
+                "or a live stop could be taken for a dead one"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -94,8 +106,10 @@ class AppConfig:
         accounts: Mapping[str, Mapping[str, AccountSettings]],
         defaults: Mapping[str, str],
         warnings: list[str] | None = None,
+        policy: PolicyConfig | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = policy or PolicyConfig()
         self.warnings = list(warnings or [])
         self.accounts = {provider: dict(named) for provider, named in accounts.items() if named}
         self.defaults = dict(defaults)
@@ -111,9 +125,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     problems: list[str] = []
     document = _read_toml(env.get("STOPCAMPAIGN_CONFIG"), problems)
 
-    toml_globals = {k: v for k, v in document.items() if k != "providers"}
+    toml_globals = {k: v for k, v in document.items() if k not in ("providers", "policy")}
     settings = _build_settings(env, toml_globals, problems)
     accounts, defaults = _toml_accounts(document.get("providers", {}), problems)
+    policy = _policy(document.get("policy", {}), problems)
     warnings: list[str] = []
     for cls in ADAPTER_CLASSES:
         account = _env_account(cls, env, problems, warnings)
@@ -122,7 +137,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
             defaults.setdefault(cls.name, DEFAULT_ACCOUNT)
     if problems or settings is None:
         raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
-    return AppConfig(settings, accounts, defaults, warnings)
+    if policy is not None:
+        _check_policy_targets(policy, accounts, problems)
+    return AppConfig(settings, accounts, defaults, warnings, policy)
 
 
 def _read_toml(path_text: str | None, problems: list[str]) -> dict[str, Any]:
@@ -153,8 +170,10 @@ def _build_settings(env: Mapping[str, str], toml_globals: dict[str, Any], proble
         return Settings(**values)
     except ValidationError as exc:
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
-            problems.append(f"{name.upper()}: {_explain(error)}")
+            if error["loc"]:
+                problems.append(f"{str(error['loc'][0]).upper()}: {_explain(error)}")
+            else:
+                problems.append(_explain(error))
         return None
 
 
@@ -217,6 +236,34 @@ def _toml_accounts(section: Any, problems: list[str]) -> tuple[dict[str, dict[st
                     problems.append(f"{where}: only one {cls.name} account can be the default")
                 defaults[cls.name] = account_name
     return accounts, defaults
+
+
+def _policy(section: Any, problems: list[str]) -> PolicyConfig | None:
+    if not isinstance(section, dict):
+        problems.append("[policy] must be a table")
+        return None
+    try:
+        return PolicyConfig.model_validate(section)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            problems.append(f"[policy] {where}: {_explain(error)}")
+        return None
+
+
+def _check_policy_targets(
+    policy: PolicyConfig, accounts: Mapping[str, Mapping[str, AccountSettings]], problems: list[str]
+) -> None:
+    """Policy tables must name known providers and configured accounts (typos must not open a hole)."""
+    for provider in policy.providers:
+        if adapter_class(provider) is None or adapter_class(provider).name != provider:  # type: ignore[union-attr]
+            problems.append(f"[policy.providers.{provider}]: unknown provider (use its canonical name)")
+    for target in policy.accounts:
+        provider, _, account = target.partition(":")
+        if adapter_class(provider) is None or not account:
+            problems.append(f'[policy.accounts."{target}"]: expected "<provider>:<account>"')
+        elif account not in accounts.get(provider, {}):
+            problems.append(f'[policy.accounts."{target}"]: no such configured account')
 
 
 def _valid_account_name(name: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot.config import AppConfig
+from bot.core.policy import Policy
 from bot.core.service import Notifier, NullNotifier, StopService
 from bot.providers.base import HttpOptions
 from bot.providers.registry import ProviderRegistry
@@ -34,7 +35,7 @@ class Runtime:
         """Open the store (creating tables) and build one adapter per configured account."""
         settings = config.settings
         store = Store.from_url(settings.database_url)
-        await store.initialize()
+        await store.initialize(migrate=settings.migrate_on_start)
         options = HttpOptions(
             timeout=settings.provider_timeout_seconds,
             deadline=settings.provider_deadline_seconds,
@@ -47,6 +48,7 @@ class Runtime:
             notifier or NullNotifier(),
             ttl=timedelta(seconds=settings.request_ttl_seconds),
             preview_timeout=options.preview_timeout,
+            policy=Policy(config.policy),
         )
         return cls(config, store, registry, service)
 
@@ -55,16 +57,18 @@ class Runtime:
         self.service.notifier = notifier
 
     def start_expiry_loop(self, interval: float | None = None) -> None:
-        """Expire pending requests in the background, so their cards say so without a click."""
+        """Expire pending requests and settle stuck ones in the background (also right at start)."""
         every = interval or max(1.0, min(30.0, self.config.settings.request_ttl_seconds / 4))
         self._expiry_task = asyncio.create_task(self._expire_forever(every), name="expiry")
 
     async def _expire_forever(self, every: float) -> None:
+        stuck_after = timedelta(seconds=self.config.settings.stuck_executing_seconds)
         while True:
             try:
                 await self.service.expire_due()
+                await self.service.recover_stuck(stuck_after)
             except Exception:
-                log.exception("expiry sweep failed")
+                log.exception("background sweep failed")
             await asyncio.sleep(every)
 
     async def close(self, drain_timeout: float = 10.0) -> None:

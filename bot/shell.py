@@ -11,8 +11,18 @@ import getpass
 from collections.abc import Awaitable, Callable
 
 from bot.core.models import Actor, StopRequest
-from bot.core.parsing import HelpCommand, StopCommand, UsageError
-from bot.core.render import PHASE_WARNINGS, campaign_summary, display_name, help_text, outcome_text, timestamp
+from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, StopCommand, UsageError
+from bot.core.policy import PolicyRefusal
+from bot.core.render import (
+    PHASE_WARNINGS,
+    campaign_summary,
+    display_name,
+    help_text,
+    history_lines,
+    outcome_text,
+    timestamp,
+    trail_lines,
+)
 from bot.core.service import ClickResult, Preview, StopService
 
 Ask = Callable[[str], Awaitable[str]]
@@ -28,12 +38,14 @@ async def ask_stdin(prompt: str) -> str:
     return await asyncio.to_thread(input, prompt)
 
 
-def console_actor() -> Actor:
-    """Who is typing: the OS user, marked as a console user."""
+def console_actor(slack_user: str | None = None) -> Actor:
+    """Who is typing: the OS user (``console:<name>``), or the Slack user id given with ``--as``."""
     try:
         name = getpass.getuser()
     except Exception:
         name = "console"
+    if slack_user:
+        return Actor(id=slack_user, name=f"{name} as {slack_user}", source="console")
     return Actor(id=f"console:{name}", name=name, source="console")
 
 
@@ -77,14 +89,41 @@ async def handle_line(line: str, service: StopService, actor: Actor, ask: Ask, s
     if isinstance(command, HelpCommand):
         say(help_text(service.registry))
         return None
+    if isinstance(command, HistoryCommand | StatusCommand):
+        await show_lookup(command, service, say)
+        return None
     return await confirm_and_stop(command, service, actor, ask, say, assume_yes=False)
+
+
+async def show_lookup(command: HistoryCommand | StatusCommand, service: StopService, say: Say) -> bool:
+    """Print history or one request's audit trail; False when the request does not exist."""
+    if isinstance(command, HistoryCommand):
+        lines = history_lines(await service.history(command.provider, command.account, command.limit))
+        say("\n".join(lines) if lines else "No stop requests yet.")
+        return True
+    request, trail = await service.trail(command.request_id)
+    if request is None:
+        say(f"No request {command.request_id}.")
+        return False
+    say("\n".join(trail_lines(request, trail)))
+    return True
 
 
 async def confirm_and_stop(
     command: StopCommand, service: StopService, actor: Actor, ask: Ask, say: Say, *, assume_yes: bool
 ) -> ClickResult | None:
     """Create the request, show the card, ask, and stop when the answer is yes."""
-    request = await service.create_request(command, actor)
+    try:
+        request = await service.create_request(command, actor)
+    except PolicyRefusal as refusal:
+        say(f"Not allowed: {refusal.message}")
+        return None
+    if request.two_person:
+        say(
+            "This account needs a second person to approve (two-person rule): approve it in Slack, "
+            f"or have an approver run `python -m bot approve {request.id} --as <their Slack id>`."
+        )
+        return None
     preview = await service.load_preview(request)
     say(card_text(request, service, preview))
     if not assume_yes:
@@ -105,9 +144,11 @@ async def confirm_and_stop(
     return result
 
 
-async def run_shell(service: StopService, *, ask: Ask = ask_stdin, say: Say = print, banner: str = "") -> None:
+async def run_shell(
+    service: StopService, *, ask: Ask = ask_stdin, say: Say = print, banner: str = "", actor: Actor | None = None
+) -> None:
     """The read-eval loop; ends on quit, exit or end of input."""
-    actor = console_actor()
+    actor = actor or console_actor()
     if banner:
         say(banner)
     say("Type a command as in Slack (e.g. clevertap 1457432766 wrong segment), 'help' or 'quit'.")

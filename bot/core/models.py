@@ -184,6 +184,7 @@ class StopRequest(BaseModel):
     channel_id: str | None = None
     response_url: str | None = None
     state: RequestState = RequestState.PENDING
+    two_person: bool = False
     created_at: datetime
     expires_at: datetime
     confirmed_by: Actor | None = None

@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from bot.providers.base import CampaignIdError
 from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry, adapter_class
 
-USAGE = "Usage: /stopcampaign <provider>[:<account>] <campaign-id> [reason…]"
+USAGE = (
+    "Usage: /stopcampaign <provider>[:<account>] <campaign-id> [reason…]\n"
+    "       /stopcampaign history [<provider>[:<account>]] [<n>]   ·   /stopcampaign status <request-id>"
+)
 EXAMPLE = "Example: /stopcampaign clevertap 1457432766 wrong segment"
 MAX_REASON = 500
 HELP_WORDS = frozenset({"help", "-h", "--help", "?", "usage"})
+DEFAULT_HISTORY = 10
+MAX_HISTORY = 50
+_REQUEST_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _QUOTES = "`'\"“”‘’"  # noqa: RUF001 - typographic quotes are what people paste
 
 
@@ -37,6 +43,22 @@ class HelpCommand:
 
 
 @dataclass(frozen=True)
+class HistoryCommand:
+    """``/stopcampaign history [provider[:account]] [n]``: the latest requests."""
+
+    provider: str | None = None
+    account: str | None = None
+    limit: int = DEFAULT_HISTORY
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    """``/stopcampaign status <request-id>``: one request's whole audit trail."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
 class StopCommand:
     """A valid request to stop one campaign on one configured account."""
 
@@ -46,7 +68,7 @@ class StopCommand:
     reason: str
 
 
-Command = HelpCommand | StopCommand
+Command = HelpCommand | HistoryCommand | StatusCommand | StopCommand
 
 
 def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
@@ -57,6 +79,12 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
         if len(tokens) > 1:
             raise UsageError(f"'help' takes nothing after it; got {' '.join(tokens[1:])!r}.")
         return HelpCommand()
+
+    keyword = tokens[0].lower()
+    if keyword == "history":
+        return _history(tokens[1:], registry)
+    if keyword == "status":
+        return _status(tokens[1:])
 
     target, *rest = tokens
     provider_name, _, account_name = target.partition(":")
@@ -101,6 +129,35 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
     if len(reason) > MAX_REASON:
         raise UsageError(f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.")
     return StopCommand(provider=klass.name, account=account, campaign_id=campaign_id, reason=reason)
+
+
+def _history(args: list[str], registry: ProviderRegistry) -> HistoryCommand:
+    provider = account = None
+    limit = DEFAULT_HISTORY
+    rest = list(args)
+    if rest and not rest[0].isdigit():
+        name, _, account_name = rest.pop(0).partition(":")
+        klass = adapter_class(name)
+        if klass is None:
+            raise UsageError(f"history: unknown provider {_shorten(name)!r}.")
+        provider, account = klass.name, account_name or None
+    if rest:
+        count = rest.pop(0)
+        if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_HISTORY:
+            raise UsageError(f"history: the count must be a number from 1 to {MAX_HISTORY}; got {_shorten(count)!r}.")
+        limit = int(count)
+    if rest:
+        raise UsageError(f"history: unexpected {_shorten(' '.join(rest))!r}.")
+    return HistoryCommand(provider, account, limit)
+
+
+def _status(args: list[str]) -> StatusCommand:
+    if len(args) != 1:
+        raise UsageError("status takes exactly one request id (shown at the bottom of every card).")
+    request_id = args[0].strip(_QUOTES)
+    if not request_id or len(request_id) > 64 or not set(request_id) <= _REQUEST_ID:
+        raise UsageError(f"{_shorten(request_id)!r} is not a request id.")
+    return StatusCommand(request_id)
 
 
 def _clean(text: str) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from bot.core.models import CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, StopRequest
+from bot.core.models import Actor, AuditEntry, CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, StopRequest
 from bot.core.parsing import EXAMPLE, USAGE
 from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry
 
@@ -108,6 +109,64 @@ def help_text(registry: ProviderRegistry) -> str:
     lines += [
         "",
         "You get a confirmation with Stop / Cancel buttons; only Stop calls the provider.",
+        "Accounts under the two-person rule post an approval card in the channel instead.",
         "Name an account with provider:account, e.g. /stopcampaign clevertap:prod 1457432766.",
     ]
     return "\n".join(lines)
+
+
+Who = Callable[[Actor | None], str]
+
+
+def plain_who(actor: Actor | None) -> str:
+    """An actor for plain text: their name, or their id."""
+    return actor.display if actor else "-"
+
+
+def request_status(request: StopRequest) -> str:
+    """The outcome's status once done, else the request's state (``pending``, ``cancelled``…)."""
+    if request.outcome is not None:
+        return request.outcome.status.label
+    return request.state.value
+
+
+def history_lines(requests: list[StopRequest], who: Who = plain_who) -> list[str]:
+    """One line a request: when, who asked, who confirmed, campaign, outcome, request id."""
+    lines = []
+    for request in requests:
+        confirmer = request.confirmed_by or request.ended_by
+        mode = " (2-person)" if request.two_person else ""
+        lines.append(
+            f"{timestamp(request.created_at)} · {who(request.requester)} → {who(confirmer)}{mode} · "
+            f"{request.provider}:{request.account} {request.campaign_id} · {request_status(request)} · {request.id}"
+        )
+    return lines
+
+
+def trail_lines(request: StopRequest, trail: list[AuditEntry], who: Who = plain_who) -> list[str]:
+    """A request's header line and its audit trail, oldest first."""
+    lines = [
+        f"Request {request.id}: {display_name(request.provider)} ({request.account}) campaign {request.campaign_id}, "
+        f"asked by {who(request.requester)}, {request_status(request)}",
+    ]
+    if request.reason:
+        lines.append(f"Reason: {request.reason}")
+    if request.outcome is not None:
+        lines.append(f"Outcome: {request.outcome.status.label}. {request.outcome.detail}")
+    for entry in trail:
+        move = f" {entry.from_state or ''}→{entry.to_state}" if entry.to_state else ""
+        actor = f" by {who(Actor(id=entry.actor))}" if entry.actor else ""
+        extra = _audit_detail(entry)
+        lines.append(f"{timestamp(entry.at)} {entry.event}{move}{actor}{extra}")
+    return lines
+
+
+def _audit_detail(entry: AuditEntry) -> str:
+    detail = entry.detail
+    if entry.event == "refused":
+        return f" (rule {detail.get('rule')}, {detail.get('action')})"
+    if entry.event == "outcome":
+        return f": {detail.get('status')}"
+    if entry.event in ("announce_failed",):
+        return f": {detail.get('error')}"
+    return ""

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 from bot.core.models import (
     Actor,
+    AuditEntry,
     CampaignInfo,
+    CampaignPhase,
     Outcome,
     OutcomeStatus,
     RequestState,
@@ -27,6 +29,7 @@ from bot.core.models import (
     utcnow,
 )
 from bot.core.parsing import Command, StopCommand, parse_command
+from bot.core.policy import Policy, PolicyRefusal
 from bot.providers.base import PreviewUnavailable, ProviderAdapter
 from bot.providers.registry import ProviderRegistry
 from bot.store.repository import Store
@@ -58,7 +61,7 @@ class Refusal(StrEnum):
     """Why a click did not lead to a stop."""
 
     NOT_FOUND = "not_found"
-    NOT_REQUESTER = "not_requester"
+    NOT_ALLOWED = "not_allowed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     IN_PROGRESS = "in_progress"
@@ -99,12 +102,14 @@ class StopService:
         *,
         ttl: timedelta = timedelta(minutes=10),
         preview_timeout: float = 2.0,
+        policy: Policy | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.notifier = notifier
         self.ttl = ttl
         self.preview_timeout = preview_timeout
+        self.policy = policy or Policy()
 
     # ----- commands ---------------------------------------------------------------------------
 
@@ -125,7 +130,27 @@ class StopService:
         channel_id: str | None = None,
         response_url: str | None = None,
     ) -> StopRequest:
-        """Store a pending request with an unguessable id. No provider call happens here."""
+        """Store a pending request with an unguessable id. No provider call happens here.
+
+        Raises `PolicyRefusal` (after auditing it) when the policy does not let `requester` ask.
+        """
+        try:
+            rule = await self.policy.check_request(requester, command.provider, command.account, channel_id)
+        except PolicyRefusal as refusal:
+            await self.store.record(
+                None,
+                "refused",
+                requester,
+                {
+                    "action": "request",
+                    "rule": refusal.rule,
+                    "provider": command.provider,
+                    "account": command.account,
+                    "campaign_id": command.campaign_id,
+                    "channel_id": channel_id,
+                },
+            )
+            raise
         now = utcnow()
         request = StopRequest(
             id=secrets.token_urlsafe(18),
@@ -138,6 +163,7 @@ class StopService:
             channel_id=channel_id,
             response_url=response_url,
             state=RequestState.PENDING,
+            two_person=rule.two_person,
             created_at=now,
             expires_at=now + self.ttl,
         )
@@ -186,13 +212,11 @@ class StopService:
         request = await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
-        if actor.id != request.requester.id:
-            await self.store.record(request_id, "refused", actor, {"action": "confirm", "rule": "requester_only"})
-            return ClickResult(
-                request,
-                refusal=Refusal.NOT_REQUESTER,
-                message=f"Only {request.requester.display} who asked for this stop can confirm it.",
-            )
+        if request.state is RequestState.PENDING and not request.is_expired():
+            try:
+                await self.policy.check_confirm(actor, request)
+            except PolicyRefusal as refusal:
+                return await self._refuse(request, actor, "confirm", refusal)
         if not await self.store.claim_for_execution(request_id, actor):
             return await self._why_not(request_id)
 
@@ -210,9 +234,14 @@ class StopService:
                 "state_before": outcome.state_before or (request.preview.state if request.preview else None),
             }
         )
-        await self._store_outcome(request_id, outcome)
+        stored = await self._store_outcome(request_id, outcome)
         request = request.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
-        await self._announce(request, outcome)
+        if stored:
+            await self._announce(request, outcome)
+        else:
+            log.warning(
+                "request was settled by a recovery meanwhile; not announced twice", extra={"request_id": request_id}
+            )
         return ClickResult(request, outcome=outcome)
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
@@ -220,13 +249,11 @@ class StopService:
         request = await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
-        if actor.id != request.requester.id:
-            await self.store.record(request_id, "refused", actor, {"action": "cancel", "rule": "requester_only"})
-            return ClickResult(
-                request,
-                refusal=Refusal.NOT_REQUESTER,
-                message=f"Only {request.requester.display} who asked for this stop can cancel it.",
-            )
+        if request.state is RequestState.PENDING:
+            try:
+                self.policy.check_cancel(actor, request)
+            except PolicyRefusal as refusal:
+                return await self._refuse(request, actor, "cancel", refusal)
         if not await self.store.cancel(request_id, actor):
             return await self._why_not(request_id)
         ended = await self.store.get(request_id)
@@ -246,7 +273,84 @@ class StopService:
                         log.warning("could not announce an expiry", extra={"request_id": request.id})
         return expired
 
+    # ----- history and recovery -----------------------------------------------------------------
+
+    async def history(
+        self, provider: str | None = None, account: str | None = None, limit: int = 10
+    ) -> list[StopRequest]:
+        """The latest requests, newest first."""
+        return await self.store.history(provider, account, limit)
+
+    async def trail(self, request_id: str) -> tuple[StopRequest | None, list[AuditEntry]]:
+        """One request and its whole audit trail."""
+        request = await self.store.get(request_id)
+        if request is None:
+            return None, []
+        return request, await self.store.audit(request_id)
+
+    async def recover_stuck(self, older_than: timedelta) -> list[StopRequest]:
+        """Settle requests left in `executing` by a process that died, from the provider's state.
+
+        Nothing is sent again: the campaign's state is read where the provider can tell, and the
+        outcome says honestly what is known (`unknown` when nothing is).
+        """
+        cutoff = utcnow() - older_than
+        settled: list[StopRequest] = []
+        for request in await self.store.stuck_executing(cutoff):
+            if not await self.store.take_for_recovery(request.id, cutoff):
+                continue  # another process is recovering it
+            outcome = await self._recovered_outcome(request)
+            outcome = outcome.model_copy(
+                update={"requested_by": request.requester, "confirmed_by": request.confirmed_by}
+            )
+            if not await self._store_outcome(request.id, outcome):
+                continue  # its own process finished it meanwhile
+            done = request.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
+            await self._announce(done, outcome)
+            settled.append(done)
+        return settled
+
+    async def _recovered_outcome(self, request: StopRequest) -> Outcome:
+        adapter = self.adapter(request.provider, request.account)
+        base = {"provider": request.provider, "account": request.account, "campaign_id": request.campaign_id}
+        prefix = "stopcampaign restarted while this stop was running, so its answer was lost."
+        info = None
+        if adapter is not None:
+            try:
+                async with asyncio.timeout(self.preview_timeout * 5):
+                    info = await adapter.read_state(request.campaign_id)
+            except Exception:
+                log.warning("state read for recovery failed", extra={"request_id": request.id})
+        if info is None or info.phase is None:
+            return Outcome(
+                status=OutcomeStatus.UNKNOWN,
+                detail=f"{prefix} The provider cannot report the campaign's state: check its dashboard.",
+                **base,
+            )
+        status, meaning = {
+            CampaignPhase.STOPPED: (OutcomeStatus.STOPPED, "the provider now reports it stopped"),
+            CampaignPhase.COMPLETED: (OutcomeStatus.ALREADY_COMPLETED, "the provider reports it finished"),
+            CampaignPhase.NOT_STOPPABLE: (OutcomeStatus.NOT_STOPPABLE, "the provider reports a state it cannot stop"),
+            CampaignPhase.ACTIVE: (
+                OutcomeStatus.UNKNOWN,
+                "the provider still reports it active: the stop may never have arrived, run /stopcampaign again",
+            ),
+            CampaignPhase.UNKNOWN: (OutcomeStatus.UNKNOWN, "the provider reports a state stopcampaign does not know"),
+        }[info.phase]
+        return Outcome(
+            status=status,
+            detail=f"{prefix} Read back: {meaning} (state {info.state!r}).",
+            campaign=info,
+            state_after=info.state,
+            verified=info.phase in (CampaignPhase.STOPPED, CampaignPhase.COMPLETED),
+            **base,
+        )
+
     # ----- internals --------------------------------------------------------------------------
+
+    async def _refuse(self, request: StopRequest, actor: Actor, action: str, refusal: PolicyRefusal) -> ClickResult:
+        await self.store.record(request.id, "refused", actor, {"action": action, "rule": refusal.rule})
+        return ClickResult(request, refusal=Refusal.NOT_ALLOWED, message=refusal.message)
 
     async def _why_not(self, request_id: str) -> ClickResult:
         """Explain why a transition was lost (and expire a request found past its expiry)."""
@@ -304,14 +408,15 @@ class StopService:
                 detail=f"stopcampaign failed while stopping ({type(exc).__name__}); check the provider's dashboard.",
             )
 
-    async def _store_outcome(self, request_id: str, outcome: Outcome) -> None:
+    async def _store_outcome(self, request_id: str, outcome: Outcome) -> bool:
+        """Store the outcome; False only when another process already settled the request."""
         for attempt in range(3):
             try:
-                await self.store.finish(request_id, outcome)
-                return
+                return await self.store.finish(request_id, outcome)
             except Exception:
                 log.exception("could not store the outcome (attempt %d)", attempt + 1, extra={"request_id": request_id})
         log.error("outcome not stored: %s", outcome.model_dump_json(), extra={"request_id": request_id})
+        return True  # not stored, so announce it at least: the outcome must not be lost
 
     async def _announce(self, request: StopRequest, outcome: Outcome) -> None:
         try:

@@ -14,6 +14,19 @@ Fault kinds:
                  ``delay`` seconds: the stop succeeded but its answer is lost.
 ``malformed``    answer ``status`` (default 200) with ``body`` or an HTML error page.
 ``reset``        apply nothing and drop the connection after half an answer.
+
+Limits (off by default; `ProviderSimulator.set_limits`, or ``PUT /_sandbox/{provider}/limits``):
+a simulator can enforce its provider's rate limits the way the provider would, per simulator
+(the sandbox has one account per provider):
+
+``rate_per_second``  at most this many requests accepted in any sliding 1-second window
+                     (``floor(rate)``, at least 1); rejected calls do not count in the window.
+``max_in_flight``    at most this many requests being handled at once, including calls held
+                     by ``latency``, ``timeout`` and ``lost_answer`` faults.
+
+A call over either limit is recorded (``RecordedCall.limited``), answered with the provider's
+own 429 body (`ProviderSimulator.error_response`) without being applied and without using up
+a fault, and counted in ``rejected_429``. `real_limits` gives each provider's real figures.
 """
 
 from __future__ import annotations
@@ -21,14 +34,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -64,6 +79,8 @@ class RecordedCall:
     headers: dict[str, str]
     body: bytes
     at: float
+    limited: bool = False
+    """True when a limit refused the call (answered 429, nothing applied)."""
 
     def json(self) -> Any:
         """The body parsed as JSON, or None."""
@@ -103,6 +120,51 @@ class Fault(BaseModel):
         return self.match is None or self.match in path
 
 
+class Limits(BaseModel):
+    """A simulator's rate limits; None switches a limit off (both None: no limits, the default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
+
+    @property
+    def window_size(self) -> int | None:
+        """How many calls one sliding 1-second window accepts, or None without a rate limit."""
+        if self.rate_per_second is None:
+            return None
+        return max(1, math.floor(self.rate_per_second))
+
+    @property
+    def active(self) -> bool:
+        """True when at least one limit is set."""
+        return self.rate_per_second is not None or self.max_in_flight is not None
+
+
+PUBLISHED_LIMITS: dict[str, Limits] = {
+    # CleverTap documents 3 requests per second and 3 concurrent requests per account per API.
+    "clevertap": Limits(rate_per_second=3, max_in_flight=3),
+}
+"""Limits a provider publishes. Providers missing here publish none (see `real_limits`)."""
+
+
+def real_limits(provider: str) -> Limits:
+    """The provider's real limits: the published ones, else what its adapter declares it keeps to.
+
+    Sonarly, Telco WWT and Altcraft publish no figures, so the adapters' own ``rate_per_second``
+    and ``max_in_flight`` (``bot/providers/<provider>.py``) stand in for them.
+    """
+    published = PUBLISHED_LIMITS.get(provider)
+    if published is not None:
+        return published
+    from bot.providers.registry import adapter_class  # late: the providers package is heavier
+
+    klass = adapter_class(provider)
+    if klass is None:
+        raise KeyError(f"unknown provider {provider!r}")
+    return Limits(rate_per_second=klass.rate_per_second, max_in_flight=klass.max_in_flight)
+
+
 class ProviderSimulator(ABC):
     """An HTTP simulator of one provider's API, mounted under ``/<name>`` in the sandbox."""
 
@@ -115,6 +177,14 @@ class ProviderSimulator(ABC):
         self.campaigns: dict[str, SandboxCampaign] = {}
         self.calls: list[RecordedCall] = []
         self.faults: list[Fault] = []
+        self.limits = Limits()
+        self.rejected_429 = 0
+        """Calls refused by a limit since the last seed/reset."""
+        self.in_flight = 0
+        """Calls being handled right now (held ones included)."""
+        self.clock: Callable[[], float] = time.monotonic
+        """The clock of the rate window, in seconds (tests may replace it to move time by hand)."""
+        self._window: deque[float] = deque()
         self._changed = asyncio.Condition()
         self._release = asyncio.Event()
         self.seed()
@@ -141,10 +211,31 @@ class ProviderSimulator(ABC):
     # ----- state ---------------------------------------------------------------------------
 
     def seed(self) -> None:
-        """Put the campaigns back to their seeded states and forget calls and faults."""
+        """Put the campaigns back to their seeded states and forget calls, faults and limits."""
         self.campaigns = {c.id: c for c in self.seed_campaigns()}
         self.calls.clear()
         self.faults.clear()
+        self.limits = Limits()
+        self.rejected_429 = 0
+        self._window.clear()
+
+    def set_limits(self, rate_per_second: float | None = None, max_in_flight: int | None = None) -> Limits:
+        """Enforce a rate (sliding 1-second window) and/or an in-flight cap; None switches one off.
+
+        Setting limits starts a fresh rate window and keeps the `rejected_429` count.
+        """
+        self.limits = Limits(rate_per_second=rate_per_second, max_in_flight=max_in_flight)
+        self._window.clear()
+        return self.limits
+
+    def set_real_limits(self) -> Limits:
+        """Enforce this provider's real limits (`real_limits`)."""
+        real = real_limits(self.name)
+        return self.set_limits(real.rate_per_second, real.max_in_flight)
+
+    def clear_limits(self) -> None:
+        """Switch the limits off."""
+        self.set_limits(None, None)
 
     def release_held(self) -> None:
         """Let every request held by a timeout / lost_answer fault finish now."""
@@ -171,6 +262,26 @@ class ProviderSimulator(ABC):
             await self._changed.wait_for(enough)
         return self.calls_to(path_part, method)
 
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until `predicate()` holds; it is checked whenever a call arrives or finishes."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    def _admit(self, now: float) -> bool:
+        """Take a slot under the limits for a call arriving at `now`; False when a limit refuses it."""
+        limits = self.limits
+        if limits.max_in_flight is not None and self.in_flight >= limits.max_in_flight:
+            return False
+        size = limits.window_size
+        if size is not None:
+            window = self._window
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= size:
+                return False
+            window.append(now)
+        return True
+
     # ----- the ASGI entry: record, fault, dispatch ------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,11 +299,30 @@ class ProviderSimulator(ABC):
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        call = RecordedCall(method=scope["method"], path=path, headers=headers, body=body, at=time.monotonic())
+        admitted = self._admit(self.clock())
+        call = RecordedCall(
+            method=scope["method"], path=path, headers=headers, body=body, at=time.monotonic(), limited=not admitted
+        )
+        if not admitted:
+            self.rejected_429 += 1
+        else:
+            self.in_flight += 1
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
+        if not admitted:
+            await self.error_response(429, "sandbox limit: too many requests")(scope, receive, send)
+            return
+        try:
+            await self._dispatch(call, scope, receive, send, body)
+        finally:
+            self.in_flight -= 1
+            async with self._changed:
+                self._changed.notify_all()
 
+    async def _dispatch(self, call: RecordedCall, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        """Answer an admitted call: through a fault when one matches, by the provider's routes otherwise."""
+        path = call.path
         replayed = False
 
         async def replay_receive() -> Message:
@@ -265,11 +395,14 @@ class ProviderSimulator(ABC):
     # ----- the control API ------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """State for the control API: campaigns, faults, call count."""
+        """State for the control API: campaigns, faults, call count, limits and 429 count."""
         return {
             "campaigns": [asdict(c) for c in self.campaigns.values()],
             "faults": [f.model_dump() for f in self.faults],
             "calls": len(self.calls),
+            "limits": self.limits.model_dump(),
+            "rejected_429": self.rejected_429,
+            "in_flight": self.in_flight,
         }
 
 

@@ -9,10 +9,16 @@ API under ``/_sandbox`` lets a person or a benchmark look and steer:
 ``DELETE /_sandbox/{provider}/faults``              clear faults
 ``GET  /_sandbox/{provider}/calls``                 recorded calls (secrets redacted)
 ``PUT  /_sandbox/{provider}/campaigns/{id}``        create or change a campaign (JSON fields)
+``GET  /_sandbox/{provider}/limits``                its limits, 429 count, in-flight count, real limits
+``PUT  /_sandbox/{provider}/limits``                set limits: ``{"rate_per_second": 3, "max_in_flight": 3}``
+                                                    (null or missing: that limit off; ``{"real": true}``:
+                                                    the provider's real limits, see `real_limits`)
+``DELETE /_sandbox/{provider}/limits``              switch limits off
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +30,7 @@ from starlette.routing import Mount, Route
 
 from bot.httpserver import RunningServer, start_server
 from bot.sandbox.altcraft import AltcraftSimulator
-from bot.sandbox.base import Fault, ProviderSimulator, SandboxCampaign
+from bot.sandbox.base import Fault, Limits, ProviderSimulator, SandboxCampaign, real_limits
 from bot.sandbox.clevertap import CleverTapSimulator
 from bot.sandbox.sonarly import SonarlySimulator
 from bot.sandbox.wwt import WwtSimulator
@@ -58,6 +64,7 @@ class Sandbox:
             Route("/_sandbox/{provider}/faults", self._faults, methods=["POST", "DELETE"]),
             Route("/_sandbox/{provider}/calls", self._calls, methods=["GET", "DELETE"]),
             Route("/_sandbox/{provider}/campaigns/{campaign_id}", self._put_campaign, methods=["PUT"]),
+            Route("/_sandbox/{provider}/limits", self._limits, methods=["GET", "PUT", "DELETE"]),
         ]
         routes += [Mount(f"/{name}", app=sim) for name, sim in self.simulators.items()]
         self.app = Starlette(routes=routes)
@@ -120,6 +127,35 @@ class Sandbox:
             for c in sim.calls
         ]
         return JSONResponse(calls)
+
+    async def _limits(self, request: Request) -> JSONResponse:
+        sim = self._simulator(request)
+        if sim is None:
+            return JSONResponse({"error": "unknown provider"}, status_code=404)
+        if request.method == "DELETE":
+            sim.clear_limits()
+        elif request.method == "PUT":
+            raw = await request.body()
+            try:
+                fields = json.loads(raw or b"{}")
+            except ValueError:
+                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+            if isinstance(fields, dict) and fields.get("real") is True and set(fields) == {"real"}:
+                sim.set_real_limits()
+            else:
+                try:
+                    limits = Limits.model_validate(fields)
+                except ValidationError as exc:
+                    return JSONResponse({"error": exc.errors(include_url=False)}, status_code=400)
+                sim.set_limits(limits.rate_per_second, limits.max_in_flight)
+        return JSONResponse(
+            {
+                "limits": sim.limits.model_dump(),
+                "rejected_429": sim.rejected_429,
+                "in_flight": sim.in_flight,
+                "real": real_limits(sim.name).model_dump(),
+            }
+        )
 
     async def _put_campaign(self, request: Request) -> JSONResponse:
         sim = self._simulator(request)

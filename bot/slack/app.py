@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.runtime import Runtime
 from bot.slack.deps import SlackDeps
+from bot.slack.groups import SlackGroupResolver
 from bot.slack.guard import reject_malformed
 from bot.slack.listeners import register_listeners
 from bot.slack.notifier import SlackNotifier
@@ -52,5 +53,6 @@ def create_slack_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp
     )
     app.use(reject_malformed)
     runtime.set_notifier(SlackNotifier(client, settings.incident_channel))
+    runtime.service.policy.resolver = SlackGroupResolver(client)
     register_listeners(app, SlackDeps(service=runtime.service, client=client, tasks=runtime.tasks))
     return app

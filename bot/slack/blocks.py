@@ -103,16 +103,30 @@ def confirmation_card(
     request: StopRequest,
     adapter: ProviderAdapter[Any] | None,
     preview: Preview | None,
+    approvers: str | None = None,
 ) -> Message:
-    """The pending card with Stop / Cancel buttons (preview None: still loading)."""
+    """The pending card with Stop / Cancel buttons (preview None: still loading).
+
+    For a two-person request (`request.two_person`) it is the approval card posted in the
+    channel: `approvers` says who may approve (Slack mentions, already escaped).
+    """
     provider = display_name(request.provider)
     stop_meaning = adapter.describe_stop() if adapter else ""
+    if request.two_person:
+        title = f"Approval needed: stop this {provider} campaign?"
+        lead = (
+            f"{user(request.requester.id)} asks to stop `{escape(request.campaign_id)}`. Nothing has been sent yet. "
+            f"Waiting for approval from {approvers or 'anyone but the requester'} (two-person rule); "
+            f"{user(request.requester.id)} can cancel."
+        )
+        stop_label, confirm_text = "Approve and stop", "Approve this stop"
+    else:
+        title = f"Stop this {provider} campaign?"
+        lead = f"Nothing has been sent yet. Press *Stop campaign* to stop `{escape(request.campaign_id)}`."
+        stop_label, confirm_text = "Stop campaign", "Stop it"
     blocks = [
-        header(f"Stop this {provider} campaign?"),
-        section(
-            f"Nothing has been sent yet. Press *Stop campaign* to stop `{escape(request.campaign_id)}`.",
-            _request_fields(request, adapter),
-        ),
+        header(title),
+        section(lead, _request_fields(request, adapter)),
         section(preview_text(preview, adapter)),
         context(f"*What stopping means on {escape(provider)}:* {escape(stop_meaning)}"),
         {
@@ -122,7 +136,7 @@ def confirmation_card(
                 {
                     "type": "button",
                     "action_id": STOP_ACTION,
-                    "text": {"type": "plain_text", "text": "Stop campaign", "emoji": True},
+                    "text": {"type": "plain_text", "text": stop_label, "emoji": True},
                     "style": "danger",
                     "value": request.id,
                     "confirm": {
@@ -135,7 +149,7 @@ def confirmation_card(
                                 300,
                             ),
                         },
-                        "confirm": {"type": "plain_text", "text": "Stop it"},
+                        "confirm": {"type": "plain_text", "text": confirm_text},
                         "deny": {"type": "plain_text", "text": "Keep it running"},
                         "style": "danger",
                     },
@@ -149,7 +163,13 @@ def confirmation_card(
             ],
         },
         context(
-            f"Expires {slack_date(request)} · only {user(request.requester.id)} can confirm · request `{request.id}`"
+            f"Expires {slack_date(request)} · "
+            + (
+                "a second person must approve"
+                if request.two_person
+                else f"only {user(request.requester.id)} can confirm"
+            )
+            + f" · request `{request.id}`"
         ),
     ]
     text = (
@@ -266,3 +286,18 @@ def usage_error(problem: str) -> Message:
 def help_message(text: str) -> Message:
     """The help, as a code block."""
     return _message([section(f"```{escape(text)}```")], text)
+
+
+def lines_message(title: str, lines: list[str], empty: str) -> Message:
+    """Lines of text (history, an audit trail) in as few sections as Slack's limits allow."""
+    if not lines:
+        return _message([section(f"*{escape(title)}*"), section(escape(empty))], f"{title}: {empty}")
+    blocks: list[Block] = [section(f"*{escape(title)}*")]
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and len("\n".join([*chunk, line])) > MAX_SECTION - 10:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(clip(escape(line), MAX_SECTION - 10))
+    blocks.append(section("\n".join(chunk)))
+    return _message(blocks, title + "\n" + "\n".join(lines))

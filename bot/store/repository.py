@@ -124,13 +124,6 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]
 
-    async def recent(self, limit: int = 10) -> list[StopRequest]:
-        """The latest requests, newest first."""
-        query = select(stop_requests).order_by(stop_requests.c.created_at.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_to_request(row) for row in rows]
-
     async def audit(self, request_id: str) -> list[AuditEntry]:
         """The audit trail of one request, oldest first."""
         query = select(audit_log).where(audit_log.c.request_id == request_id).order_by(audit_log.c.id)
@@ -166,6 +159,7 @@ class Store:
                     channel_id=request.channel_id,
                     response_url=request.response_url,
                     state=request.state.value,
+                    two_person=request.two_person,
                     created_at=request.created_at,
                     expires_at=request.expires_at,
                     updated_at=request.created_at,
@@ -185,6 +179,7 @@ class Store:
                     "reason": request.reason,
                     "channel_id": request.channel_id,
                     "expires_at": request.expires_at.isoformat(),
+                    "two_person": request.two_person,
                 },
             )
 
@@ -199,6 +194,7 @@ class Store:
         values: dict[str, Any] | None = None,
         unexpired_at: datetime | None = None,
         expired_at: datetime | None = None,
+        stale_before: datetime | None = None,
         detail: dict[str, Any] | None = None,
     ) -> bool:
         """Move a request from one of `from_states` to `to_state`; True only for the one winner.
@@ -217,6 +213,8 @@ class Store:
             query = query.where(stop_requests.c.expires_at > unexpired_at)
         if expired_at is not None:
             query = query.where(stop_requests.c.expires_at <= expired_at)
+        if stale_before is not None:
+            query = query.where(stop_requests.c.updated_at < stale_before)
         async with self.engine.begin() as conn:
             result = await conn.execute(query)
             if result.rowcount != 1:
@@ -278,6 +276,41 @@ class Store:
             },
         )
 
+    async def history(
+        self, provider: str | None = None, account: str | None = None, limit: int = 10
+    ) -> list[StopRequest]:
+        """The latest requests, newest first, optionally of one provider (and account)."""
+        query = select(stop_requests).order_by(stop_requests.c.created_at.desc(), stop_requests.c.id).limit(limit)
+        if provider is not None:
+            query = query.where(stop_requests.c.provider == provider)
+        if account is not None:
+            query = query.where(stop_requests.c.account == account)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
+    async def stuck_executing(self, older_than: datetime) -> list[StopRequest]:
+        """Requests in `executing` whose last change is older than `older_than` (their process died)."""
+        query = (
+            select(stop_requests)
+            .where(stop_requests.c.state == RequestState.EXECUTING.value)
+            .where(stop_requests.c.updated_at < older_than)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
+    async def take_for_recovery(self, request_id: str, older_than: datetime) -> bool:
+        """Claim a stuck request for recovery: one process wins (the update refreshes updated_at)."""
+        return await self.transition(
+            request_id,
+            [RequestState.EXECUTING],
+            RequestState.EXECUTING,
+            event_name="recovering",
+            actor=None,
+            stale_before=older_than,
+        )
+
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""
         async with self.engine.begin() as conn:
@@ -333,6 +366,7 @@ def _to_request(row: Row[Any]) -> StopRequest:
         channel_id=row.channel_id,
         response_url=row.response_url,
         state=RequestState(row.state),
+        two_person=bool(row.two_person),
         created_at=_aware(row.created_at) or utcnow(),
         expires_at=_aware(row.expires_at) or utcnow(),
         confirmed_by=_actor(row.confirmed_by_json),

@@ -44,8 +44,6 @@ stop_requests = Table(
     Column("outcome_json", Text),
     Column("outcome_status", String(32)),
     Column("two_person", Boolean, nullable=False, default=False),
-    Column("card_channel", String(32)),
-    Column("card_ts", String(32)),
     Index("ix_stop_requests_state_expires", "state", "expires_at"),
     Index("ix_stop_requests_created", "created_at"),
     Index("ix_stop_requests_provider_created", "provider", "account", "created_at"),

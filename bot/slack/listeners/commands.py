@@ -13,8 +13,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.core.models import Actor, StopRequest
-from bot.core.parsing import HelpCommand, UsageError
-from bot.core.render import help_text
+from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageError
+from bot.core.policy import PolicyRefusal, mentions
+from bot.core.render import help_text, history_lines, trail_lines
 from bot.core.service import Preview
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
@@ -45,6 +46,9 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     if isinstance(command, HelpCommand):
         await ack(response_type="ephemeral", **blocks.help_message(help_text(service.registry)))
         return
+    if isinstance(command, HistoryCommand | StatusCommand):
+        await ack(response_type="ephemeral", **await _lookup(command, deps))
+        return
 
     user_id = _text(body.get("user_id"))
     if not user_id:
@@ -60,6 +64,9 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
             channel_id=_text(body.get("channel_id")) or None,
             response_url=response_url,
         )
+    except PolicyRefusal as refusal:
+        await ack(response_type="ephemeral", **blocks.notice(f"Not allowed: {refusal.message}"))
+        return
     except Exception:
         log.exception("could not store a stop request")
         await ack(
@@ -71,7 +78,10 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     adapter = service.adapter(request.provider, request.account)
     has_preview = adapter is not None and adapter.has_preview
     preview = None if has_preview else Preview(None, adapter.no_preview_reason if adapter else None)
-    await ack(response_type="ephemeral", **blocks.confirmation_card(request, adapter, preview))
+    approvers = _approvers(request, deps)
+    # A two-person request is answered in the channel, so the approvers see the approval card.
+    visibility = "in_channel" if request.two_person else "ephemeral"
+    await ack(response_type=visibility, **blocks.confirmation_card(request, adapter, preview, approvers))
     if has_preview:
         deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
 
@@ -83,7 +93,34 @@ async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
     if current is None or current.state.is_final or current.state.value != "pending":
         return
     adapter = deps.service.adapter(request.provider, request.account)
-    await post_response(request.response_url, blocks.confirmation_card(current, adapter, preview), replace=True)
+    card = blocks.confirmation_card(current, adapter, preview, _approvers(current, deps))
+    await post_response(request.response_url, card, replace=True)
+
+
+def _approvers(request: StopRequest, deps: SlackDeps) -> str | None:
+    if not request.two_person:
+        return None
+    confirmers = deps.service.policy.rule(request.provider, request.account).confirmers
+    return mentions(confirmers) if confirmers else None
+
+
+async def _lookup(command: HistoryCommand | StatusCommand, deps: SlackDeps) -> blocks.Message:
+    """History or one request's audit trail, read from the store (fast: no provider, no Slack)."""
+    service = deps.service
+    try:
+        if isinstance(command, HistoryCommand):
+            requests = await service.history(command.provider, command.account, command.limit)
+            scope = f"{command.provider}:{command.account}" if command.account else (command.provider or "all")
+            return blocks.lines_message(
+                f"Last {len(requests)} stop requests ({scope})", history_lines(requests), "No stop requests yet."
+            )
+        request, trail = await service.trail(command.request_id)
+    except Exception:
+        log.exception("history lookup failed")
+        return blocks.notice("The history could not be read right now; try again.")
+    if request is None:
+        return blocks.notice(f"No request {command.request_id}.")
+    return blocks.lines_message(f"Request {request.id}", trail_lines(request, trail), "")
 
 
 def _text(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""Two-person approval cards, refusals without a request, history by provider.
+"""Two-person approval, refusals without a request, history by provider.
 
 Revision ID: 0002
 Revises: 0001
@@ -16,11 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Approval card location and mode on requests; audit lines may stand without a request."""
+    """The approval mode of requests; audit lines may stand without a request."""
     with op.batch_alter_table("stop_requests") as batch:
         batch.add_column(sa.Column("two_person", sa.Boolean, nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("card_channel", sa.String(32)))
-        batch.add_column(sa.Column("card_ts", sa.String(32)))
     op.create_index("ix_stop_requests_provider_created", "stop_requests", ["provider", "account", "created_at"])
     with op.batch_alter_table("audit_log") as batch:
         batch.alter_column("request_id", existing_type=sa.String(64), nullable=True)
@@ -33,6 +31,4 @@ def downgrade() -> None:
         batch.alter_column("request_id", existing_type=sa.String(64), nullable=False)
     op.drop_index("ix_stop_requests_provider_created", "stop_requests")
     with op.batch_alter_table("stop_requests") as batch:
-        batch.drop_column("card_ts")
-        batch.drop_column("card_channel")
         batch.drop_column("two_person")

@@ -1,0 +1,224 @@
+"""Who may stop what: per provider and account, who may request, who may confirm, where, and
+whether a second person must approve.
+
+The policy lives in the TOML file's ``[policy]`` table and is checked by the core, so every
+front end obeys it. Entries are Slack user ids (``U…``/``W…``), Slack user group ids (``S…``,
+resolved through a `GroupResolver`), console users (``console:<name>``) or ``*`` (anyone).
+More specific tables win field by field: ``[policy.accounts."provider:account"]`` over
+``[policy.providers.<provider>]`` over ``[policy]``.
+
+With no policy at all, anyone may request and the requester confirms their own request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from bot.core.models import Actor, StopRequest
+
+_PERSON = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|console:[^\s]+|\*)$")
+_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_MENTION = re.compile(r"^<[@#]?!?(?:subteam\^)?([A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+class GroupLookupError(Exception):
+    """A user group's members could not be learned."""
+
+
+class GroupResolver(Protocol):
+    """Resolves a user group id (``S…``) to the user ids in it."""
+
+    async def members(self, group_id: str) -> frozenset[str]:
+        """The group's members; raises `GroupLookupError` when they cannot be learned."""
+
+
+class PolicyRefusal(Exception):
+    """An action the policy does not allow; `rule` names the rule, the message says why."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def _normalize(entries: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    cleaned: list[str] = []
+    for raw in entries:
+        entry = raw.strip()
+        mention = _MENTION.match(entry)
+        if mention:
+            entry = mention.group(1)
+        if not pattern.match(entry):
+            raise ValueError(f"{raw!r} is not {what}")
+        cleaned.append(entry)
+    return cleaned
+
+
+class PolicyRule(BaseModel):
+    """One table of the policy; a field left out is inherited from the less specific table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requesters: list[str] | None = None
+    confirmers: list[str] | None = None
+    channels: list[str] | None = None
+    two_person: bool | None = None
+
+    @field_validator("requesters", "confirmers")
+    @classmethod
+    def _people(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return _normalize(value, _PERSON, "a Slack user id (U…), user group id (S…), console:<name> or *")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return _normalize(value, _CHANNEL, "a Slack channel id (C…, G… or D…)")
+
+
+class PolicyConfig(PolicyRule):
+    """The whole ``[policy]`` table: defaults for every account, then per provider and per account."""
+
+    providers: dict[str, PolicyRule] = {}
+    accounts: dict[str, PolicyRule] = {}
+
+    @property
+    def is_open(self) -> bool:
+        """True when nothing is configured (the default: anyone requests, the requester confirms)."""
+        return self == PolicyConfig()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The policy in force for one provider account (None: nobody restricted)."""
+
+    requesters: tuple[str, ...] | None
+    confirmers: tuple[str, ...] | None
+    channels: tuple[str, ...] | None
+    two_person: bool
+
+
+def mention(entry: str) -> str:
+    """How Slack shows a policy entry: ``<@U…>``, ``<!subteam^S…>``, or the entry itself."""
+    if entry == "*":
+        return "anyone"
+    if entry[:1] in ("U", "W") and entry.isalnum():
+        return f"<@{entry}>"
+    if entry[:1] == "S" and entry.isalnum():
+        return f"<!subteam^{entry}>"
+    return entry
+
+
+def mentions(entries: Iterable[str]) -> str:
+    """A list of entries as Slack mentions, comma separated."""
+    return ", ".join(mention(e) for e in entries)
+
+
+class Policy:
+    """Evaluates the configured policy for requests, confirmations and cancellations."""
+
+    def __init__(self, config: PolicyConfig | None = None, resolver: GroupResolver | None = None) -> None:
+        self.config = config or PolicyConfig()
+        self.resolver = resolver
+
+    def rule(self, provider: str, account: str) -> Rule:
+        """The rule for one account: account table over provider table over the defaults."""
+        layers = [
+            self.config.accounts.get(f"{provider}:{account}"),
+            self.config.providers.get(provider),
+            self.config,
+        ]
+
+        def pick(field: str) -> object:
+            for layer in layers:
+                if layer is not None and getattr(layer, field) is not None:
+                    return getattr(layer, field)
+            return None
+
+        def as_tuple(value: object) -> tuple[str, ...] | None:
+            return tuple(value) if isinstance(value, list) else None
+
+        return Rule(
+            requesters=as_tuple(pick("requesters")),
+            confirmers=as_tuple(pick("confirmers")),
+            channels=as_tuple(pick("channels")),
+            two_person=bool(pick("two_person")),
+        )
+
+    async def check_request(self, actor: Actor, provider: str, account: str, channel_id: str | None) -> Rule:
+        """The rule for a new request, or `PolicyRefusal` naming the rule that refuses it."""
+        rule = self.rule(provider, account)
+        where = f"{provider}:{account}"
+        if rule.channels is not None and channel_id is not None and channel_id not in rule.channels:
+            channels = ", ".join(f"<#{c}>" for c in rule.channels)
+            raise PolicyRefusal("channels", f"Stops on {where} can only be asked in {channels}.")
+        if rule.requesters is not None and not await self._allowed(actor, rule.requesters):
+            raise PolicyRefusal(
+                "requesters", f"You are not allowed to request stops on {where} (allowed: {mentions(rule.requesters)})."
+            )
+        if not rule.two_person and rule.confirmers is not None and not await self._allowed(actor, rule.confirmers):
+            raise PolicyRefusal(
+                "confirmers",
+                f"You may not confirm stops on {where}, and it has no two-person approval: ask one of "
+                f"{mentions(rule.confirmers)} to run the command.",
+            )
+        return rule
+
+    async def check_confirm(self, actor: Actor, request: StopRequest) -> None:
+        """Raise `PolicyRefusal` unless `actor` may confirm (or approve) `request`."""
+        rule = self.rule(request.provider, request.account)
+        is_requester = actor.id == request.requester.id
+        if request.two_person:
+            if is_requester:
+                raise PolicyRefusal(
+                    "self_approval", "You asked for this stop: a different person must approve it (two-person rule)."
+                )
+            if rule.confirmers is not None and not await self._allowed(actor, rule.confirmers):
+                raise PolicyRefusal(
+                    "confirmers", f"Only {mentions(rule.confirmers)} can approve stops on "
+                    f"{request.provider}:{request.account}."
+                )
+            return
+        if not is_requester:
+            raise PolicyRefusal(
+                "requester_only", f"Only {request.requester.display} who asked for this stop can confirm it."
+            )
+        if rule.confirmers is not None and not await self._allowed(actor, rule.confirmers):
+            raise PolicyRefusal(
+                "confirmers",
+                f"Only {mentions(rule.confirmers)} can confirm stops on {request.provider}:{request.account}.",
+            )
+
+    def check_cancel(self, actor: Actor, request: StopRequest) -> None:
+        """Only the requester cancels their request."""
+        if actor.id != request.requester.id:
+            raise PolicyRefusal(
+                "requester_only", f"Only {request.requester.display} who asked for this stop can cancel it."
+            )
+
+    async def _allowed(self, actor: Actor, entries: tuple[str, ...]) -> bool:
+        if "*" in entries or actor.id in entries:
+            return True
+        groups = [e for e in entries if e.startswith("S") and e.isalnum()]
+        if not groups:
+            return False
+        if self.resolver is None:
+            raise PolicyRefusal("groups", "User groups are in the policy, but this front end cannot resolve them.")
+        for group in groups:
+            try:
+                members = await self.resolver.members(group)
+            except GroupLookupError as exc:
+                raise PolicyRefusal(
+                    "groups", f"Could not check membership of {mention(group)} ({exc}); try again shortly."
+                ) from None
+            if actor.id in members:
+                return True
+        return False
