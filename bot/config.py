@@ -135,10 +135,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
         if account is not None:
             accounts.setdefault(cls.name, {})[DEFAULT_ACCOUNT] = account
             defaults.setdefault(cls.name, DEFAULT_ACCOUNT)
-    if problems or settings is None:
-        raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
     if policy is not None:
         _check_policy_targets(policy, accounts, problems)
+    if problems or settings is None:
+        raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
     return AppConfig(settings, accounts, defaults, warnings, policy)
 
 

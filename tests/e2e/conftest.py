@@ -77,7 +77,13 @@ class AppUnderTest:
         return await self.post_signed(urlencode(form).encode(), "application/x-www-form-urlencoded", **sign_args)
 
     async def click(
-        self, action_id: str, value: str, *, user: str = REQUESTER, payload_extra: dict[str, Any] | None = None
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = REQUESTER,
+        payload_extra: dict[str, Any] | None = None,
+        response_url: str | None = None,
     ) -> httpx.Response:
         payload: dict[str, Any] = {
             "type": "block_actions",
@@ -93,7 +99,7 @@ class AppUnderTest:
             },
             "trigger_id": "123.456.def",
             "channel": {"id": CHANNEL, "name": "marketing-oncall"},
-            "response_url": self.slack.response_url(),
+            "response_url": response_url or self.slack.response_url(),
             "actions": [
                 {
                     "action_id": action_id,

@@ -1,7 +1,8 @@
 """A fake Slack Web API (and response_url target) on 127.0.0.1, recording every call.
 
-It answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral`` and any
-``/response/<token>`` URL, and can be told to fail the next calls of a method with a 429 and
+It answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``usergroups.users.list`` (from `groups`) and any ``/response/<token>`` URL, and can be told
+to fail the next calls of a method with a 429 and
 Retry-After, an ``ok: false`` error, or an HTTP status. Tests wait on its records with
 `wait_for` (a condition variable), never with sleeps.
 """
@@ -29,6 +30,7 @@ class SlackCall:
     method: str
     body: dict[str, Any]
     headers: dict[str, str]
+    path: str = ""
 
 
 @dataclass
@@ -49,6 +51,7 @@ class FakeSlack:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     down: bool = False
     url: str = ""
+    groups: dict[str, list[str]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -92,7 +95,8 @@ class FakeSlack:
                 body = {"_raw": raw.decode("utf-8", "replace")}
         else:
             body = dict(parse_qsl(raw.decode()))
-        call = SlackCall(method=method, body=body, headers=dict(request.headers))
+        body.update(request.query_params)  # slack_sdk sends some methods (usergroups.*) as GET
+        call = SlackCall(method=method, body=body, headers=dict(request.headers), path=request.url.path)
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
@@ -145,6 +149,11 @@ class FakeSlack:
                     "message": {"text": call.body.get("text", ""), "ts": ts},
                 }
             )
+        if method == "usergroups.users.list":
+            group = call.body.get("usergroup", "")
+            if group not in self.groups:
+                return JSONResponse({"ok": False, "error": "no_such_subteam"})
+            return JSONResponse({"ok": True, "users": self.groups[group]})
         return JSONResponse({"ok": False, "error": "unknown_method"})
 
     async def _response_url(self, request: Request) -> Response:

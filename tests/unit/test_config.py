@@ -101,3 +101,38 @@ def test_several_accounts_of_one_provider_in_toml(tmp_path: Path) -> None:
     assert config.accounts["altcraft"]["ru"].abort_if_running is False  # type: ignore[attr-defined]
     assert "altcraft" not in config.defaults  # two accounts, none marked default: commands must name one
     assert set(config.accounts["sonarly"]) == {"main"}
+
+
+POLICY_ACCOUNTS = '[providers.clevertap.prod]\naccount_id = "A"\npasscode = "p"\n'
+
+
+def test_policy_in_toml(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        POLICY_ACCOUNTS + '[policy]\nrequesters = ["S0ONCALL"]\n'
+        '[policy.providers.clevertap]\ntwo_person = true\nconfirmers = ["U0LEAD"]\n'
+        '[policy.accounts."clevertap:prod"]\nchannels = ["C0INC"]\n'
+    )
+    config = load_config({"STOPCAMPAIGN_CONFIG": str(path)})
+    assert config.policy.requesters == ["S0ONCALL"]
+    assert config.policy.providers["clevertap"].two_person is True
+    assert config.policy.accounts["clevertap:prod"].channels == ["C0INC"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ('[policy]\nrequesters = ["alice"]\n', "[policy] requesters: 'alice' is not a Slack user id"),
+        ('[policy]\napprovers = ["U1"]\n', "[policy] approvers: not a setting"),
+        ("[policy.providers.mailchimp]\ntwo_person = true\n", "[policy.providers.mailchimp]: unknown provider"),
+        ('[policy.accounts."clevertap:nope"]\ntwo_person = true\n', 'clevertap:nope"]: no such configured account'),
+        ('[policy.accounts."prod"]\ntwo_person = true\n', 'expected "<provider>:<account>"'),
+        ('[policy]\nchannels = ["general"]\n', "[policy] channels: 'general' is not a Slack channel id"),
+    ],
+)
+def test_policy_errors_name_the_key(tmp_path: Path, policy: str, named: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(POLICY_ACCOUNTS + policy)
+    with pytest.raises(ConfigError) as caught:
+        load_config({"STOPCAMPAIGN_CONFIG": str(path)})
+    assert named in str(caught.value)

@@ -1,0 +1,77 @@
+"""Runs `python -m bot serve` as real processes, configured only by env vars."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROVIDER_PREFIXES = ("CLEVERTAP_", "SLACK_", "SONARLY_", "WWT_", "ALTCRAFT_")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment without any app configuration, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_PREFIXES)}
+    env.pop("DATABASE_URL", None)
+    env.pop("STOPCAMPAIGN_CONFIG", None)
+    env.update(overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class ServeProcess:
+    """A running `python -m bot serve` and everything it logged."""
+
+    url: str
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+        async with asyncio.timeout(30):
+            await self.process.wait()
+        if self.reader is not None:
+            await self.reader
+
+
+async def start_serve(env: dict[str, str], cwd: Path) -> ServeProcess:
+    """Start serve on a free port; return once it logged that it is ready (its log is read as it comes)."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", cwd=str(cwd), env={**env, "PORT": str(port)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    served = ServeProcess(url=f"http://127.0.0.1:{port}", process=process)
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        while True:
+            raw = await process.stdout.readline()
+            assert raw, "serve exited early:\n" + served.log
+            served.lines.append(raw.decode())
+            if "stopcampaign ready" in served.lines[-1]:
+                break
+
+    async def drain() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            served.lines.append(raw.decode())
+
+    served.reader = asyncio.create_task(drain())
+    return served

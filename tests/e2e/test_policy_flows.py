@@ -1,0 +1,148 @@
+"""Policy, two-person approval, history and crash recovery over real HTTP with several users."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from bot.core.models import RequestState, utcnow
+from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION
+from bot.store.schema import audit_log, stop_requests
+from tests.e2e.conftest import CHANNEL, AppUnderTest, StartApp, buttons, message_text
+
+ALICE, BOB, CAROL, DAVE = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"
+SONARLY_RUNNING = "65f1a0c0e4b0a1b2c3d4e501"
+
+POLICY = f"""
+[policy]
+requesters = ["S0ONCALL", "{CAROL}"]
+channels = ["{CHANNEL}"]
+
+[policy.providers.sonarly]
+two_person = true
+confirmers = ["S0LEADS"]
+"""
+
+
+async def policy_app(start_app: StartApp, tmp_path: Path, **env: str) -> AppUnderTest:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    app = await start_app(STOPCAMPAIGN_CONFIG=str(path), **env)
+    app.slack.groups.update({"S0ONCALL": [ALICE, BOB], "S0LEADS": [BOB]})
+    return app
+
+
+async def refusals_without_request(app: AppUnderTest) -> list[str]:
+    async with app.runtime.store.engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log).where(audit_log.c.request_id.is_(None)))).all()
+    return [row.detail_json for row in rows]
+
+
+async def test_requests_outside_the_policy_are_refused_and_audited(start_app: StartApp, tmp_path: Path) -> None:
+    app = await policy_app(start_app, tmp_path)
+    outsider = await app.command("clevertap 1457432766", user=DAVE)
+    assert outsider.json()["response_type"] == "ephemeral"
+    assert "Not allowed" in message_text(outsider.json()) and "S0ONCALL" in message_text(outsider.json())
+    elsewhere = await app.command("clevertap 1457432766", user=ALICE, channel="C0RANDOM")
+    assert f"<#{CHANNEL}>" in message_text(elsewhere.json())
+    assert STOP_ACTION not in buttons(outsider.json()) and STOP_ACTION not in buttons(elsewhere.json())
+    details = await refusals_without_request(app)
+    assert len(details) == 2
+    assert '"rule": "requesters"' in details[0] and '"rule": "channels"' in details[1]
+    assert len(app.slack.of("usergroups.users.list")) >= 1  # the group was resolved through Slack
+    # A user named directly and a group member may ask.
+    for user in (CAROL, BOB):
+        allowed = await app.command("clevertap 1457432766", user=user)
+        assert STOP_ACTION in buttons(allowed.json())
+
+
+async def test_two_person_rule(start_app: StartApp, tmp_path: Path) -> None:
+    app = await policy_app(start_app, tmp_path)
+    ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
+    card = ack.json()
+    assert card["response_type"] == "in_channel"  # the approvers see it
+    text = message_text(card)
+    assert "Approval needed" in text and "<!subteam^S0LEADS>" in text and "Approve and stop" in text
+    request_id = buttons(card)[STOP_ACTION]["value"]
+    simulator = app.sandbox["sonarly"]
+
+    for user, rule_text in ((ALICE, "a different person must approve"), (CAROL, "Only <!subteam^S0LEADS>")):
+        await app.click(STOP_ACTION, request_id, user=user)
+        await app.runtime.tasks.wait_idle()
+        notice = app.slack.of("response_url")[-1].body
+        assert notice["response_type"] == "ephemeral" and rule_text in message_text(notice)
+    await app.click(CANCEL_ACTION, request_id, user=BOB)
+    await app.runtime.tasks.wait_idle()
+    assert "Only" in message_text(app.slack.of("response_url")[-1].body)
+    assert simulator.calls_to("/stop", "POST") == []
+
+    await app.click(STOP_ACTION, request_id, user=BOB)
+    posts = await app.slack.wait_for("chat.postMessage", 2)
+    await app.runtime.tasks.wait_idle()
+    assert len(simulator.calls_to("/stop", "POST")) == 1
+    assert f"<@{BOB}>" in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.two_person and stored.confirmed_by is not None
+    assert stored.confirmed_by.id == BOB
+    trail = await app.runtime.store.audit(request_id)
+    refused = [(e.actor, e.detail["rule"]) for e in trail if e.event == "refused"]
+    assert refused == [(ALICE, "self_approval"), (CAROL, "confirmers"), (BOB, "requester_only")]
+
+
+async def test_the_requester_can_cancel_a_two_person_request(start_app: StartApp, tmp_path: Path) -> None:
+    app = await policy_app(start_app, tmp_path)
+    request_id = buttons((await app.command(f"sonarly {SONARLY_RUNNING}", user=ALICE)).json())[STOP_ACTION]["value"]
+    await app.click(CANCEL_ACTION, request_id, user=ALICE)
+    await app.runtime.tasks.wait_idle()
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.state is RequestState.CANCELLED
+    await app.click(STOP_ACTION, request_id, user=BOB)
+    await app.runtime.tasks.wait_idle()
+    assert "cancelled by" in message_text(app.slack.of("response_url")[-1].body)
+    assert app.sandbox["sonarly"].calls_to("/stop", "POST") == []
+
+
+async def test_history_and_status_from_slack(app: AppUnderTest) -> None:
+    first = buttons((await app.command("clevertap 1457432766 wrong segment")).json())[STOP_ACTION]["value"]
+    await app.click(STOP_ACTION, first)
+    await app.slack.wait_for("chat.postMessage", 2)
+    await app.runtime.tasks.wait_idle()
+    second = buttons((await app.command("altcraft 101", user=ALICE)).json())[STOP_ACTION]["value"]
+
+    history = message_text((await app.command("history")).json())
+    assert first in history and second in history and "stopped" in history and "pending" in history
+    assert history.index(second) < history.index(first)  # newest first
+    only_ct = message_text((await app.command("history ct 5")).json())
+    assert first in only_ct and second not in only_ct
+    trail = message_text((await app.command(f"status {first}")).json())
+    for event in ("created", "confirmed", "outcome", "wrong segment"):
+        assert event in trail
+    assert "No request" in message_text((await app.command("status nope")).json())
+    assert "count must be" in message_text((await app.command("history 0")).json())
+
+
+async def test_a_request_stuck_in_executing_is_settled_on_start(start_app: StartApp) -> None:
+    app = await start_app()
+    stuck = {}
+    for provider, campaign in (("sonarly", SONARLY_RUNNING), ("clevertap", "1457432766")):
+        stuck[provider] = buttons((await app.command(f"{provider} {campaign}")).json())[STOP_ACTION]["value"]
+    app.sandbox["sonarly"].campaigns[SONARLY_RUNNING].state = "stopped"  # the lost stop did arrive
+    async with app.runtime.store.engine.begin() as conn:  # as if the process died mid-stop
+        await conn.execute(
+            update(stop_requests)
+            .where(stop_requests.c.id.in_(list(stuck.values())))
+            .values(state="executing", updated_at=utcnow() - timedelta(minutes=10))
+        )
+    await start_app()  # a new process on the same database settles them at start
+    posts = await app.slack.wait_for("chat.postMessage", 4)
+    texts = " ".join(message_text(p.body) for p in posts)
+    assert "restarted while this stop was running" in texts
+    sonarly = await app.runtime.store.get(stuck["sonarly"])
+    clevertap = await app.runtime.store.get(stuck["clevertap"])
+    assert sonarly is not None and sonarly.outcome is not None
+    assert sonarly.outcome.status.value == "stopped" and sonarly.outcome.verified
+    assert clevertap is not None and clevertap.outcome is not None
+    assert clevertap.outcome.status.value == "unknown"  # CleverTap cannot tell: said honestly
+    assert app.sandbox["sonarly"].calls_to("/stop", "POST") == []  # nothing was sent again
