@@ -84,7 +84,7 @@ def serve(host: str | None, port: int | None) -> None:
             log_level=settings.log_level.lower(),
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=15,
+            timeout_graceful_shutdown=10,
         )
     )
     click.echo(f"stopcampaign listening on http://{bind_host}:{bind_port}", err=True)

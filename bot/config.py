@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _stuck_after_the_deadline(self) -> Settings:
+        # A stop is capped at the deadline + 15 s (see Runtime); recovery must not take a live one.
         if self.stuck_executing_seconds <= self.provider_deadline_seconds + 30:
             raise ValueError(
                 "STUCK_EXECUTING_SECONDS must exceed PROVIDER_DEADLINE_SECONDS by more than 30 s, "
@@ -153,6 +154,10 @@ def _read_toml(path_text: str | None, problems: list[str]) -> dict[str, Any]:
         problems.append(f"STOPCAMPAIGN_CONFIG: file {path} does not exist")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"STOPCAMPAIGN_CONFIG: {path} is not valid TOML ({exc})")
+    except UnicodeDecodeError:
+        problems.append(f"STOPCAMPAIGN_CONFIG: {path} is not UTF-8 text")
+    except IsADirectoryError:
+        problems.append(f"STOPCAMPAIGN_CONFIG: {path} is a directory")
     except OSError as exc:
         problems.append(f"STOPCAMPAIGN_CONFIG: cannot read {path} ({exc.strerror})")
     return {}

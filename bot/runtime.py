@@ -49,6 +49,7 @@ class Runtime:
             ttl=timedelta(seconds=settings.request_ttl_seconds),
             preview_timeout=options.preview_timeout,
             policy=Policy(config.policy),
+            execute_timeout=settings.provider_deadline_seconds + 15,
         )
         return cls(config, store, registry, service)
 
@@ -71,8 +72,10 @@ class Runtime:
                 log.exception("background sweep failed")
             await asyncio.sleep(every)
 
-    async def close(self, drain_timeout: float = 10.0) -> None:
-        """Finish background work, then close adapters and the store."""
+    async def close(self, drain_timeout: float | None = None) -> None:
+        """Finish background work (by default, as long as a stop may take), then close everything."""
+        if drain_timeout is None:
+            drain_timeout = self.service.execute_timeout + 5
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

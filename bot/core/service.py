@@ -103,6 +103,7 @@ class StopService:
         ttl: timedelta = timedelta(minutes=10),
         preview_timeout: float = 2.0,
         policy: Policy | None = None,
+        execute_timeout: float = 35.0,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -110,6 +111,8 @@ class StopService:
         self.ttl = ttl
         self.preview_timeout = preview_timeout
         self.policy = policy or Policy()
+        self.execute_timeout = execute_timeout
+        """Hard cap on one stop (limiter queue, retries, reads): the stuck-request recovery relies on it."""
 
     # ----- commands ---------------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ class StopService:
             async with asyncio.timeout(self.preview_timeout):
                 info = await adapter.preview(request.campaign_id)
         except PreviewUnavailable as exc:
-            preview = Preview(None, str(exc) or "the provider could not describe the campaign")
+            preview = Preview(None, adapter.scrub(str(exc)) or "the provider could not describe the campaign")
         except TimeoutError:
             preview = Preview(None, f"{adapter.display_name} did not answer within {self.preview_timeout:g} s")
         except Exception:
@@ -396,7 +399,29 @@ class StopService:
                 detail="This account is no longer configured; nothing was sent.",
             )
         try:
-            return await adapter.stop(request.campaign_id)
+            async with asyncio.timeout(self.execute_timeout):
+                return await adapter.stop(request.campaign_id)
+        except TimeoutError:
+            return Outcome(
+                status=OutcomeStatus.UNKNOWN,
+                provider=request.provider,
+                account=request.account,
+                campaign_id=request.campaign_id,
+                detail=f"The stop did not finish within {self.execute_timeout:g} s; check the provider's dashboard.",
+            )
+        except asyncio.CancelledError:
+            # Shutting down mid-stop: keep an honest outcome instead of a request stuck in executing.
+            interrupted = Outcome(
+                status=OutcomeStatus.UNKNOWN,
+                provider=request.provider,
+                account=request.account,
+                campaign_id=request.campaign_id,
+                detail="stopcampaign was shut down while this stop was running; check the provider's dashboard.",
+                requested_by=request.requester,
+                confirmed_by=request.confirmed_by,
+            )
+            await self._store_outcome(request.id, interrupted)
+            raise
         except Exception as exc:
             # Adapters map every provider answer; this is a bug, and the request must still end.
             log.exception("adapter failed", extra={"request_id": request.id})

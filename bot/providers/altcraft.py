@@ -546,10 +546,7 @@ class AltcraftAdapter(ProviderAdapter[AltcraftAccount]):
 
     def _scrub(self, text: str | None) -> str | None:
         """Provider text with our token cut out, in case an error page echoes the request."""
-        if not text:
-            return text
-        secret = self.account.token.get_secret_value()
-        return text.replace(secret, "<token>") if secret else text
+        return self.scrub(text) if text else text
 
     @staticmethod
     def _before_fields(before: _StateRead) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -35,11 +35,18 @@ USER_AGENT = "stopcampaign/0.1 (+https://api.slack.com)"
 
 
 def _check_base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port that is not a number
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        raise ValueError("must be an http(s) URL such as https://api.example.com") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise ValueError("must be an http(s) URL such as https://api.example.com")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not carry a query, a fragment or credentials")
+    if not value.isascii() or not value.isprintable():
+        raise ValueError("must be printable ASCII (encode international domain names as xn--…)")
     return value.rstrip("/")
 
 
@@ -203,6 +210,21 @@ class ProviderAdapter(ABC, Generic[AccountT]):
     def base_url(self) -> str:
         """The API base URL of this account (no trailing slash)."""
 
+    def secret_values(self) -> list[str]:
+        """Every secret this adapter holds (the account's SecretStr fields; adapters add tokens)."""
+        values = []
+        for name in type(self.account).model_fields:
+            value = getattr(self.account, name)
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+        return [v for v in values if len(v) >= 4]
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret of this adapter replaced, for anything a person or a log sees."""
+        for secret in self.secret_values():
+            text = text.replace(secret, "<redacted>")
+        return text
+
     def describe_stop(self) -> str:
         """What stopping does for this account, for the confirmation card (default: `stop_meaning`)."""
         return self.stop_meaning
@@ -258,6 +280,9 @@ class ProviderAdapter(ABC, Generic[AccountT]):
                 raise SendError(describe_http_error(exc), sent=False) from None
             except httpx.HTTPError as exc:
                 raise SendError(describe_http_error(exc), sent=True) from None
+            except (UnicodeError, ValueError) as exc:
+                # The request could not even be built (a header that is not ASCII…): nothing left.
+                raise SendError(f"the request could not be built ({type(exc).__name__})", sent=False) from None
         return _to_reply(response)
 
     async def retrying(
@@ -309,9 +334,15 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         reply: Reply | None = None,
         **fields: Any,
     ) -> Outcome:
-        """Build an `Outcome` with the provider, account, HTTP status, attempts and timing filled in."""
+        """Build an `Outcome` with the provider, account, HTTP status, attempts and timing filled in.
+
+        Every text field is scrubbed of the account's secrets: providers echo keys back.
+        """
         if reply is not None:
             fields.setdefault("http_status", reply.status)
+        for key in ("detail", "provider_message", "provider_status", "provider_code", "trace_id"):
+            if isinstance(fields.get(key), str):
+                fields[key] = self.scrub(fields[key])
         return Outcome(
             status=status,
             provider=self.name,
@@ -335,7 +366,7 @@ def _to_reply(response: httpx.Response) -> Reply:
     if text.strip():
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             parsed = None
     return Reply(status=response.status_code, text=text, json=parsed, headers=response.headers)
 
@@ -354,9 +385,9 @@ def int_field(data: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+        return value if abs(value) < 10**18 else None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 19:
         return int(value.strip())
     return None

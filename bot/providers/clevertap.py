@@ -84,8 +84,18 @@ class CleverTapAccount(AccountSettings):
     @field_validator("passcode")
     @classmethod
     def _passcode_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        text = value.get_secret_value()
+        if not text.strip():
             raise ValueError("must not be empty")
+        if not text.isascii() or not text.isprintable():
+            raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
+        return value
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id_ascii(cls, value: str) -> str:
+        if not value.isascii() or not value.isprintable():
+            raise ValueError("must be printable ASCII (it is sent as an HTTP header)")
         return value
 
 
@@ -144,9 +154,18 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
         """Send the stop, retrying what is safe to retry, and map CleverTap's answer."""
         attempts = Attempts()
         body = {"id": int(campaign_id)}
+        lost: list[str] = []  # attempts that may have stopped the campaign without us hearing so
 
         async def call() -> Reply:
-            return await self.send("POST", "/1/targets/stop.json", json_body=body, headers=self._auth_headers())
+            try:
+                reply = await self.send("POST", "/1/targets/stop.json", json_body=body, headers=self._auth_headers())
+            except SendError as exc:
+                if exc.sent:
+                    lost.append(str(exc))
+                raise
+            if reply.status >= 500 or (200 <= reply.status < 300 and not reply.json_object()):
+                lost.append(f"HTTP {reply.status}")
+            return reply
 
         try:
             reply = await self.retrying(
@@ -169,7 +188,17 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
                     "check the campaign in the dashboard."
                 ),
             )
-        return self.map_reply(campaign_id, reply, attempts)
+        outcome = self.map_reply(campaign_id, reply, attempts)
+        if outcome.status is OutcomeStatus.ALREADY_STOPPED and lost:
+            # An earlier attempt whose answer was lost most likely did the stopping.
+            return outcome.model_copy(
+                update={
+                    "status": OutcomeStatus.STOPPED,
+                    "detail": f"{outcome.detail} An earlier attempt got no clear answer ({lost[0]}), so that "
+                    "attempt most likely stopped it.",
+                }
+            )
+        return outcome
 
     def map_reply(self, campaign_id: str, reply: Reply, attempts: Attempts) -> Outcome:
         """Turn one CleverTap answer into an outcome. The body's verdict counts as much as HTTP's."""
@@ -219,6 +248,8 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
             return self.outcome(status, campaign_id, attempts, detail=detail, **common)
 
         status = _CODE_STATUS.get(code) if code is not None else None
+        if status is None and verdict == "fail":
+            status = _status_from_message(message) or _status_from_http(reply.status) or OutcomeStatus.PROVIDER_ERROR
         if status is None:
             status = _status_from_http(reply.status)
         if status is None:
@@ -237,6 +268,20 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
         if status is OutcomeStatus.RATE_LIMITED and attempts.count > 1:
             detail += f" Still limited after {attempts.count} attempts."
         return self.outcome(status, campaign_id, attempts, detail=detail, **common)
+
+
+def _status_from_message(message: str | None) -> OutcomeStatus | None:
+    """A fail verdict without a known code, judged by CleverTap's own words."""
+    text = (message or "").lower()
+    if "credential" in text or "passcode" in text or "unauthori" in text:
+        return OutcomeStatus.UNAUTHORIZED
+    if "not found" in text:
+        return OutcomeStatus.NOT_FOUND
+    if "rate limit" in text or "too many" in text:
+        return OutcomeStatus.RATE_LIMITED
+    if "invalid" in text:
+        return OutcomeStatus.INVALID_REQUEST
+    return None
 
 
 def _status_from_http(http_status: int) -> OutcomeStatus | None:

@@ -294,8 +294,8 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
                 if token is not None:
                     return self._new_token(token)
                 failure = _login_failure(reply)
-                failure.reason = self._redact(failure.reason)
-                failure.message = self._redact(failure.message) if failure.message else None
+                failure.reason = self.scrub(failure.reason)
+                failure.message = self.scrub(failure.message) if failure.message else None
                 if reply.status == 429 or reply.status >= 500:
                     hinted = reply.retry_after()
                     pause = hinted if hinted is not None else 0.2 * tries
@@ -362,11 +362,11 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
         if reply.status == 404:
             raise _ReadFailed(f"Telco WWT does not know campaign {campaign_id} in this account", not_found=True)
         if not 200 <= reply.status < 300:
-            said = self._redact(_message(data) or reply.snippet() or "empty body")
+            said = self.scrub(_message(data) or reply.snippet() or "empty body")
             raise _ReadFailed(f"the read answered HTTP {reply.status} ({said})")
         campaign = data.get("data")
         if not isinstance(campaign, dict) or text_field(campaign, "status") is None:
-            said = self._redact(reply.snippet() or "(empty body)")
+            said = self.scrub(reply.snippet() or "(empty body)")
             raise _ReadFailed(f"the read answered without a campaign status: {said}")
         return campaign_info(campaign, campaign_id)
 
@@ -480,13 +480,13 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
             if isinstance(campaign, dict) and (raw_status or "").strip().lower() == "stopped":
                 return _Stopped(campaign, reply)
             said = f"status {raw_status!r}" if raw_status else f"an unreadable body: {reply.snippet() or '(empty)'}"
-            said = self._redact(said)
+            said = self.scrub(said)
             return _Doubt(f"the stop answered HTTP {reply.status} with {said}", OutcomeStatus.PROVIDER_ERROR, reply)
         if reply.status in (409, 422):
             return _Refused(reply)
         message = _message(data)
         if reply.status in _DOUBTFUL_HTTP or reply.status >= 500:
-            said = self._redact(message or reply.snippet() or "empty body")
+            said = self.scrub(message or reply.snippet() or "empty body")
             status = OutcomeStatus.RATE_LIMITED if reply.status == 429 else OutcomeStatus.PROVIDER_ERROR
             return _Doubt(f"the stop answered HTTP {reply.status} ({said})", status, reply, reply.retry_after())
         fallback = OutcomeStatus.PROVIDER_ERROR if reply.status < 400 else OutcomeStatus.INVALID_REQUEST
@@ -665,29 +665,12 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
             detail=_join(earlier, detail),
         )
 
-    def outcome(
-        self,
-        status: OutcomeStatus,
-        campaign_id: str,
-        attempts: Attempts,
-        *,
-        reply: Reply | None = None,
-        **fields: Any,
-    ) -> Outcome:
-        """The base's outcome, with the API key and the JWT scrubbed from every text field."""
-        for key in ("detail", "provider_message"):
-            if isinstance(fields.get(key), str):
-                fields[key] = self._redact(fields[key])
-        return super().outcome(status, campaign_id, attempts, reply=reply, **fields)
-
-    def _redact(self, text: str) -> str:
-        secrets = [self.account.api_key.get_secret_value()]
+    def secret_values(self) -> list[str]:
+        """The API key and, once logged in, the JWT."""
+        values = super().secret_values()
         if self._token is not None:
-            secrets.append(self._token.value.get_secret_value())
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "<redacted>")
-        return text
+            values.append(self._token.value.get_secret_value())
+        return values
 
 
 @dataclass

@@ -53,6 +53,9 @@ def create_slack_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp
     )
     app.use(reject_malformed)
     runtime.set_notifier(SlackNotifier(client, settings.incident_channel))
-    runtime.service.policy.resolver = SlackGroupResolver(client)
+    # Group lookups run before an ack: a client of their own, short timeout and no retries
+    # (the policy falls back on the last known members when Slack is slow).
+    lookup_client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=2)
+    runtime.service.policy.resolver = SlackGroupResolver(lookup_client)
     register_listeners(app, SlackDeps(service=runtime.service, client=client, tasks=runtime.tasks))
     return app

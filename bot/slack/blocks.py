@@ -7,6 +7,7 @@ from users or providers is escaped, so it can never mention, link or break the l
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.core.models import CampaignInfo, Outcome, RequestState, StopRequest
@@ -33,9 +34,14 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
+
+
 def clip(text: str, limit: int) -> str:
-    """Cut text to `limit` characters, marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Cut text to `limit` characters, marking the cut (never inside an escape such as ``&amp;``)."""
+    if len(text) <= limit:
+        return text
+    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 def header(text: str) -> Block:
@@ -263,15 +269,15 @@ def outcome_message(request: StopRequest, outcome: Outcome, *, permalink: str | 
         notes.append(f"<{permalink}|Message in the channel>")
     notes.append(f"request `{request.id}`")
     blocks.append(context(*notes))
-    text = outcome_text(request, outcome)
+    text = escape(outcome_text(request, outcome))  # reasons and provider texts are untrusted
     if permalink:
         text += f"\n{permalink}"
     return _message(blocks, text)
 
 
-def notice(text: str) -> Message:
-    """A short ephemeral notice (refusals, usage errors, help)."""
-    return _message([section(escape(text))], text)
+def notice(mrkdwn: str) -> Message:
+    """A short notice built by the app (refusals): trusted mrkdwn, so mentions render."""
+    return _message([section(mrkdwn)], mrkdwn)
 
 
 def usage_error(problem: str) -> Message:
@@ -280,7 +286,7 @@ def usage_error(problem: str) -> Message:
     blocks = [section(f":warning: {escape(first)}")]
     if rest:
         blocks.append(section(f"```{escape(rest)}```"))
-    return _message(blocks, problem)
+    return _message(blocks, escape(problem))
 
 
 def help_message(text: str) -> Message:
@@ -291,7 +297,7 @@ def help_message(text: str) -> Message:
 def lines_message(title: str, lines: list[str], empty: str) -> Message:
     """Lines of text (history, an audit trail) in as few sections as Slack's limits allow."""
     if not lines:
-        return _message([section(f"*{escape(title)}*"), section(escape(empty))], f"{title}: {empty}")
+        return _message([section(f"*{escape(title)}*"), section(escape(empty))], escape(f"{title}: {empty}"))
     blocks: list[Block] = [section(f"*{escape(title)}*")]
     chunk: list[str] = []
     for line in lines:
@@ -300,4 +306,4 @@ def lines_message(title: str, lines: list[str], empty: str) -> Message:
             chunk = []
         chunk.append(clip(escape(line), MAX_SECTION - 10))
     blocks.append(section("\n".join(chunk)))
-    return _message(blocks, title + "\n" + "\n".join(lines))
+    return _message(blocks, escape(title + "\n" + "\n".join(lines)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -17,3 +19,5 @@ class SlackDeps:
     service: StopService
     client: AsyncWebClient
     tasks: BackgroundTasks
+    previews: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    """Preview tasks still running, by request id (cancelled once the request is confirmed)."""

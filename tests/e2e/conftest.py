@@ -152,6 +152,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     server = await start_server(slack.app)
     slack.url = server.url
     yield slack
+    slack.release()
     await server.stop()
 
 

@@ -448,3 +448,24 @@ async def test_healthz_reports_the_store(app: AppUnderTest) -> None:
     body = response.json()
     assert body["status"] == "ok" and body["store"] == "ok"
     assert body["providers"][0] == "clevertap" and "sonarly" in body["providers"]
+
+
+async def test_a_hanging_card_update_does_not_delay_the_stop(app: AppUnderTest) -> None:
+    _, request_id = await open_card(app)
+    app.slack.fail("response_url", Failure(kind="hang"))
+    await app.click(STOP_ACTION, request_id)
+    # The stop reaches the provider while Slack still holds the "Stopping…" update.
+    await app.sandbox["clevertap"].wait_for_calls(1, "/1/targets/stop.json", timeout=3)
+    posts = await app.slack.wait_for("chat.postMessage", 2)
+    assert "stopped" in message_text(posts[0].body)
+    app.slack.release()
+
+
+async def test_a_reason_cannot_mention_the_channel(app: AppUnderTest) -> None:
+    _, request_id = await open_card(app, f"clevertap {RUNNING} &lt;!channel&gt; look &lt;@U0BOSS&gt;")
+    await app.click(STOP_ACTION, request_id)
+    posts = await app.slack.wait_for("chat.postMessage", 2)
+    for post in posts:
+        assert "<!channel>" not in post.body["text"] and "<@U0BOSS>" not in post.body["text"]
+        assert "<!channel>" not in message_text(post.body)
+        assert "&lt;!channel&gt;" in post.body["text"]

@@ -37,7 +37,7 @@ class SlackCall:
 class Failure:
     """How to fail the next call of a method."""
 
-    kind: str  # "ratelimit" | "error" | "http"
+    kind: str  # "ratelimit" | "error" | "http" | "hang" (until `release()`)
     retry_after: int = 1
     error: str = "channel_not_found"
     status: int = 500
@@ -52,6 +52,7 @@ class FakeSlack:
     down: bool = False
     url: str = ""
     groups: dict[str, list[str]] = field(default_factory=dict)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -72,6 +73,10 @@ class FakeSlack:
     def fail(self, method: str, failure: Failure, times: int = 1) -> None:
         """Fail the next `times` calls of `method` (``response_url`` for response URLs)."""
         self.failures.setdefault(method, []).extend([failure] * times)
+
+    def release(self) -> None:
+        """Let every call held by a "hang" failure finish (with an error)."""
+        self._released.set()
 
     def of(self, method: str) -> list[SlackCall]:
         """Calls of one method (``response_url`` for posts to response URLs)."""
@@ -102,7 +107,7 @@ class FakeSlack:
             self._changed.notify_all()
         return call
 
-    def _failure(self, method: str) -> Response | None:
+    async def _failure(self, method: str) -> Response | None:
         if self.down:
             return PlainTextResponse("upstream down", status_code=503)
         queue = self.failures.get(method)
@@ -117,12 +122,14 @@ class FakeSlack:
             )
         if failure.kind == "error":
             return JSONResponse({"ok": False, "error": failure.error})
+        if failure.kind == "hang":
+            await self._released.wait()
         return PlainTextResponse("error", status_code=failure.status)
 
     async def _api(self, request: Request) -> Response:
         method = request.path_params["method"]
         call = await self._record(method, request)
-        failed = self._failure(method)
+        failed = await self._failure(method)
         if failed is not None:
             return failed
         if method == "auth.test":
@@ -158,7 +165,7 @@ class FakeSlack:
 
     async def _response_url(self, request: Request) -> Response:
         await self._record("response_url", request)
-        failed = self._failure("response_url")
+        failed = await self._failure("response_url")
         if failed is not None:
             return failed
         return PlainTextResponse("ok")

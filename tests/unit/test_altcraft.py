@@ -540,7 +540,7 @@ async def test_token_echoed_by_an_error_page_is_scrubbed(sim: AltcraftSimulator,
     sim.add_fault(Fault(kind=FaultKind.MALFORMED, status=200, body=echo, match=DEACTIVATE, times=None))
     outcome = await adapter.stop("101")
     dumped = outcome.model_dump_json()
-    assert TOKEN not in dumped and "<token>" in outcome.detail
+    assert TOKEN not in dumped and "<redacted>" in outcome.detail
 
 
 @in_module_loop

@@ -161,7 +161,7 @@ async def test_timeout_then_success_is_stopped(adapter: CleverTapAdapter) -> Non
         ]
     )
     outcome = await adapter.stop("1")
-    assert outcome.status is OutcomeStatus.ALREADY_STOPPED and outcome.attempts == 2
+    assert outcome.status is OutcomeStatus.STOPPED and outcome.attempts == 2
 
 
 def test_regions_and_base_url() -> None:
@@ -190,3 +190,50 @@ def test_campaign_id_parsing_never_raises_anything_else(raw: str) -> None:
     except CampaignIdError:
         return
     assert value.isdigit() and int(value) > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"status": "fail", "code": 5, "error": "Something odd"}, OutcomeStatus.PROVIDER_ERROR),
+        ({"status": "fail", "error": "Invalid Credentials"}, OutcomeStatus.UNAUTHORIZED),
+        ({"status": "fail", "error": "Campaign not found"}, OutcomeStatus.NOT_FOUND),
+        ({"status": "fail"}, OutcomeStatus.PROVIDER_ERROR),
+    ],
+)
+@respx.mock
+async def test_a_fail_verdict_on_http_200_is_never_unknown(
+    adapter: CleverTapAdapter, body: dict[str, Any], expected: OutcomeStatus
+) -> None:
+    respx.post(STOP).mock(return_value=httpx.Response(200, json=body))
+    assert (await adapter.stop("1")).status is expected
+
+
+@respx.mock
+async def test_already_stopped_after_a_lost_answer_is_reported_as_stopped(adapter: CleverTapAdapter) -> None:
+    respx.post(STOP).mock(side_effect=[httpx.ReadTimeout("lost"),
+                                       httpx.Response(200, json={"status": "success", "state": "already_stopped"})])
+    outcome = await adapter.stop("1")
+    assert outcome.status is OutcomeStatus.STOPPED and "most likely stopped it" in outcome.detail
+
+
+@respx.mock
+async def test_echoed_secrets_are_scrubbed(adapter: CleverTapAdapter) -> None:
+    respx.post(STOP).mock(return_value=httpx.Response(
+        401, json={"status": "fail", "error": "Invalid passcode secret-pass for ACC", "code": 101}))
+    outcome = await adapter.stop("1")
+    assert "secret-pass" not in outcome.model_dump_json() and "<redacted>" in outcome.detail
+
+
+@pytest.mark.parametrize("passcode", ["pässcode", "pass\ncode"])
+def test_a_passcode_must_be_sendable_as_a_header(passcode: str) -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        CleverTapAccount(account_id="A", passcode=passcode)
+
+
+@respx.mock
+async def test_absurd_answers_do_not_escape_the_adapter(adapter: CleverTapAdapter) -> None:
+    respx.post(STOP).mock(return_value=httpx.Response(200, content=b"[" * 100_000 + b"]" * 100_000))
+    assert (await adapter.stop("1")).status is OutcomeStatus.UNKNOWN
+    respx.post(STOP).mock(return_value=httpx.Response(200, json={"status": "fail", "code": "9" * 5000}))
+    assert (await adapter.stop("1")).status is OutcomeStatus.PROVIDER_ERROR

@@ -35,6 +35,10 @@ def test_env_account_and_settings() -> None:
         ({"CLEVERTAP_ACCOUNT_ID": "ACC"}, "CLEVERTAP_PASSCODE: required"),
         ({**CT, "CLEVERTAP_REGION": "xx9"}, "CLEVERTAP_REGION: unknown region"),
         ({**CT, "CLEVERTAP_BASE_URL": "ftp://x"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
+        ({**CT, "CLEVERTAP_BASE_URL": "http://h:abc"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
+        ({**CT, "CLEVERTAP_BASE_URL": "http://h\x01x/"}, "CLEVERTAP_BASE_URL: must be"),
+        ({**CT, "CLEVERTAP_PASSCODE": "pässword"}, "CLEVERTAP_PASSCODE: must be printable ASCII"),
+        ({"STUCK_EXECUTING_SECONDS": "40"}, "STUCK_EXECUTING_SECONDS must exceed"),
         ({"CLEVERTAP_PASSCODE": "p", "CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
         ({"PORT": "eighty"}, "PORT:"),
         ({"REQUEST_TTL_SECONDS": "0"}, "REQUEST_TTL_SECONDS:"),
@@ -136,3 +140,12 @@ def test_policy_errors_name_the_key(tmp_path: Path, policy: str, named: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_config({"STOPCAMPAIGN_CONFIG": str(path)})
     assert named in str(caught.value)
+
+
+def test_a_config_file_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config({"STOPCAMPAIGN_CONFIG": str(path)})
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config({"STOPCAMPAIGN_CONFIG": str(tmp_path)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -60,11 +61,18 @@ def _click(body: dict[str, Any]) -> tuple[str, Actor, str | None] | None:
 
 async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
     """Confirm: card → "stopping…", one provider call, outcome stored and posted, card → final."""
+    stopping: list[asyncio.Task[bool]] = []
 
     async def show_stopping(request: StopRequest) -> None:
-        await post_response(response_url, blocks.stopping_card(request), replace=True)
+        preview = deps.previews.pop(request.id, None)
+        if preview is not None:
+            preview.cancel()  # it must not redraw the buttons after this
+        # Not awaited: Slack being slow must never delay the provider call.
+        stopping.append(asyncio.create_task(post_response(response_url, blocks.stopping_card(request), replace=True)))
 
     result = await deps.service.confirm(request_id, actor, on_executing=show_stopping)
+    if stopping:
+        await asyncio.wait(stopping, timeout=15)  # the final card must land after "stopping…"
     await _reply(result, actor, response_url)
 
 

@@ -7,6 +7,7 @@ and fills the card through the command's response_url.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,6 +25,8 @@ from bot.slack.responder import post_response
 log = logging.getLogger(__name__)
 
 COMMAND = "/stopcampaign"
+PRE_ACK_BUDGET = 2.0
+"""Seconds the policy check and the insert may take before the ack gives up (Slack allows 3)."""
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -57,13 +60,21 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     requester = Actor(id=user_id, name=_text(body.get("user_name")) or None, source="slack")
     response_url = _text(body.get("response_url")) or None
     try:
-        request = await service.create_request(
-            command,
-            requester,
-            team_id=_text(body.get("team_id")) or None,
-            channel_id=_text(body.get("channel_id")) or None,
-            response_url=response_url,
+        async with asyncio.timeout(PRE_ACK_BUDGET):
+            request = await service.create_request(
+                command,
+                requester,
+                team_id=_text(body.get("team_id")) or None,
+                channel_id=_text(body.get("channel_id")) or None,
+                response_url=response_url,
+            )
+    except TimeoutError:
+        log.warning("checking or saving a request took longer than %s s", PRE_ACK_BUDGET)
+        await ack(
+            response_type="ephemeral",
+            text="stopcampaign could not check and save this request in time, so nothing was sent. Please try again.",
         )
+        return
     except PolicyRefusal as refusal:
         await ack(response_type="ephemeral", **blocks.notice(f"Not allowed: {refusal.message}"))
         return
@@ -83,7 +94,9 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     visibility = "in_channel" if request.two_person else "ephemeral"
     await ack(response_type=visibility, **blocks.confirmation_card(request, adapter, preview, approvers))
     if has_preview:
-        deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
+        task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
+        deps.previews[request.id] = task
+        task.add_done_callback(lambda _: deps.previews.pop(request.id, None))
 
 
 async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
