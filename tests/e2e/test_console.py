@@ -168,3 +168,44 @@ def test_shell_offers_every_provider_with_previews(tmp_path: Path) -> None:
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_history_and_status_in_the_console(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from bot.core.models import Actor
+    from bot.core.parsing import StopCommand
+    from bot.core.service import NullNotifier, StopService
+    from bot.providers.registry import ProviderRegistry
+    from bot.store.repository import Store
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+
+    async def seed() -> str:
+        store = Store.from_url(url)
+        await store.initialize()
+        service = StopService(store, ProviderRegistry([], {}), NullNotifier())
+        request = await service.create_request(StopCommand("clevertap", "default", "1457432766", "why"), Actor(id="U1"))
+        await store.close()
+        return request.id
+
+    request_id = asyncio.run(seed())
+    environment = env(tmp_path) | {"DATABASE_URL": url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=environment, text=True,
+                              capture_output=True, timeout=60, check=False)
+
+    listed = cli("history")
+    assert listed.returncode == 0 and request_id in listed.stdout and "pending" in listed.stdout
+    exported = cli("history", "clevertap", "--json")
+    assert json.loads(exported.stdout.splitlines()[0])["id"] == request_id
+    assert cli("history", "sonarly").stdout.strip() == "No stop requests yet."
+    trail = cli("status", request_id)
+    assert trail.returncode == 0 and "created" in trail.stdout and "why" in trail.stdout
+    document = json.loads(cli("status", request_id, "--json").stdout)
+    assert document["request"]["id"] == request_id and document["audit"][0]["event"] == "created"
+    assert cli("status", "nope").returncode == 4
+    migrated = cli("migrate")
+    assert migrated.returncode == 0 and "revision" in migrated.stdout
