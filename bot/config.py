@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     preview_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     stuck_executing_seconds: int = Field(default=120, ge=1, le=86_400)
     migrate_on_start: bool = True
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="stopcampaign", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     log_level: str = "INFO"
     stopcampaign_config: Path | None = None
 
@@ -65,6 +67,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// (or rediss://, unix://) URL")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -12,6 +12,7 @@ from bot.config import AppConfig
 from bot.core.policy import Policy
 from bot.core.service import Notifier, NullNotifier, StopService
 from bot.providers.base import HttpOptions
+from bot.providers.limits import LimiterFactory
 from bot.providers.registry import ProviderRegistry
 from bot.store.repository import Store
 from bot.tasks import BackgroundTasks
@@ -22,8 +23,16 @@ log = logging.getLogger(__name__)
 class Runtime:
     """The open store, the adapters, the service and the background tasks of one process."""
 
-    def __init__(self, config: AppConfig, store: Store, registry: ProviderRegistry, service: StopService) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        store: Store,
+        registry: ProviderRegistry,
+        service: StopService,
+        limiters: LimiterFactory | None = None,
+    ) -> None:
         self.config = config
+        self.limiters = limiters or LimiterFactory()
         self.store = store
         self.registry = registry
         self.service = service
@@ -36,12 +45,15 @@ class Runtime:
         settings = config.settings
         store = Store.from_url(settings.database_url)
         await store.initialize(migrate=settings.migrate_on_start)
+        limiters = LimiterFactory(settings.redis_url, settings.redis_prefix)
         options = HttpOptions(
+            limiter_factory=limiters,
             timeout=settings.provider_timeout_seconds,
             deadline=settings.provider_deadline_seconds,
             preview_timeout=settings.preview_timeout_seconds,
         )
         registry = ProviderRegistry.build(config.accounts, config.defaults, options)
+        await registry.warm_up()
         service = StopService(
             store,
             registry,
@@ -51,7 +63,7 @@ class Runtime:
             policy=Policy(config.policy),
             execute_timeout=settings.provider_deadline_seconds + 15,
         )
-        return cls(config, store, registry, service)
+        return cls(config, store, registry, service, limiters)
 
     def set_notifier(self, notifier: Notifier) -> None:
         """Replace the notifier (the Slack one needs the Web API client built after the runtime)."""
@@ -82,6 +94,7 @@ class Runtime:
                 await self._expiry_task
         await self.tasks.drain(drain_timeout)
         await self.registry.aclose()
+        await self.limiters.aclose()
         await self.store.close()
 
 

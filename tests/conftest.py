@@ -67,3 +67,24 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return await postgres_database()
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis (keys are namespaced per test with a random prefix by the tests)."""
+    import redis.asyncio as redis_asyncio
+
+    client = redis_asyncio.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except Exception as exc:
+        message = f"Redis is not reachable at {REDIS_URL} ({type(exc).__name__})"
+        if os.environ.get("CI"):
+            pytest.fail(message + ": CI must run the Redis tests, not skip them")
+        pytest.skip(message)
+    finally:
+        await client.aclose()
+    return REDIS_URL

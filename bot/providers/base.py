@@ -29,7 +29,7 @@ from tenacity import (
 )
 
 from bot.core.models import CampaignInfo, Outcome, OutcomeStatus
-from bot.providers.limits import AccountLimiter
+from bot.providers.limits import AccountLimiter, LocalLimiter
 
 USER_AGENT = "stopcampaign/0.1 (+https://api.slack.com)"
 
@@ -84,6 +84,8 @@ class HttpOptions:
     preview_timeout: float = 2.0
     backoff: float = 0.2
     """First retry pause in seconds; later ones grow exponentially (with jitter) up to 2 s."""
+    limiter_factory: Callable[[str, str, float, int], AccountLimiter] | None = None
+    """Builds each account's limiter (shared on Redis when configured); default: per process."""
     transport: httpx.AsyncBaseTransport | None = None
 
 
@@ -189,7 +191,12 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         self.account_name = account_name
         self.account = account
         self.options = options or HttpOptions()
-        self.limiter = AccountLimiter(self.rate_per_second, self.max_in_flight)
+        factory = self.options.limiter_factory
+        if factory is None:
+            self.limiter: AccountLimiter = LocalLimiter(f"{self.name}:{account_name}", self.rate_per_second,
+                                                        self.max_in_flight)
+        else:
+            self.limiter = factory(self.name, account_name, self.rate_per_second, self.max_in_flight)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.options.timeout, connect=min(3.0, self.options.timeout)),

@@ -1,43 +1,218 @@
 """Per-account request limits: a rate (requests per second) and a cap on requests in flight.
 
 CleverTap, for one, counts both: 3 requests per second per account, and 3 concurrent requests
-per account per API. Each adapter owns one `AccountLimiter`, and the registry builds one adapter
-per configured account, so the limits hold however many stops run at once in this process.
+per account per API. The rate is a moving window from the `limits` library: in memory (per
+process) by default, or on Redis (``REDIS_URL``) so that it holds across every process. The
+in-flight cap is an asyncio semaphore per process, or on Redis a set of leased redis-py locks
+("slots") shared by every process.
+
+A moving window is exact when the slot is taken, but the provider counts arrivals, and
+requests do not all take the same time to get there: three sent just inside one second can
+arrive as four inside the provider's. So consecutive requests of an account are also spaced
+by ``SPACING / rate`` (10 % slower than the limit): any three then span at least 1.1 s, which
+absorbs up to 100 ms of jitter between leaving here and arriving there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
+import time
 from types import TracebackType
+from typing import Any, Protocol
 
-from aiolimiter import AsyncLimiter
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+SLOT_LEASE_SECONDS = 120
+"""A slot held by a process that died frees itself after this long."""
+SPACING = 1.1
+"""Consecutive requests of one account are at least SPACING / rate seconds apart."""
+COLD_START_FACTOR = 2.0
+"""The first request of a process is followed by this many spacings: a cold process (first
+connection, first use of many code paths, a burst of work at once) is slower to get it out."""
 
 
-class AccountLimiter:
-    """Holds a request until both the in-flight cap and the rate allow it."""
+class AccountLimiter(Protocol):
+    """Holds a request until both the in-flight cap and the rate allow it (``async with``)."""
 
-    def __init__(self, rate_per_second: float, max_in_flight: int) -> None:
+    rate_per_second: float
+    max_in_flight: int
+
+    async def __aenter__(self) -> None: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class _RateWindow:
+    """``rate`` requests in any one-second window, waiting (never failing) until one is free."""
+
+    def __init__(self, storage: Storage, key: str, rate_per_second: float) -> None:
+        self._strategy = MovingWindowRateLimiter(storage)
+        self._item = RateLimitItemPerSecond(max(1, int(rate_per_second)))
+        self._key = key
+
+    async def wait(self) -> None:
+        while not await self._strategy.hit(self._item, self._key):
+            stats = await self._strategy.get_window_stats(self._item, self._key)
+            # A little jitter so waiters in several processes do not all retry at the same instant.
+            await asyncio.sleep(max(0.005, stats.reset_time - time.time()) + random.uniform(0, 0.01))
+
+
+class _LocalSpacing:
+    """Consecutive requests at least `interval` apart, within this process."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+        self._cold = True
+
+    async def wait(self) -> None:
+        async with self._lock:
+            pause = self._next - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            room = self._interval * (COLD_START_FACTOR if self._cold else 1.0)
+            self._cold = False
+            self._next = time.monotonic() + room
+
+
+class _RedisSpacing:
+    """Consecutive requests at least `interval` apart across processes: a redis-py lock that is
+    never released, only left to expire after `interval` (millisecond precision in Redis)."""
+
+    def __init__(self, redis: Any, key: str, interval: float) -> None:
+        self._redis = redis
+        self._key = key
+        self._interval = interval
+        self._cold = True
+
+    async def wait(self) -> None:
+        room = self._interval * (COLD_START_FACTOR if self._cold else 1.0)
+        self._cold = False
+        gate = self._redis.lock(self._key, timeout=room, sleep=0.002)
+        await gate.acquire(blocking=True)
+
+
+class LocalLimiter:
+    """Limits within this process (no Redis)."""
+
+    def __init__(self, key: str, rate_per_second: float, max_in_flight: int) -> None:
         if rate_per_second <= 0 or max_in_flight <= 0:
             raise ValueError("rate_per_second and max_in_flight must be positive")
         self.rate_per_second = rate_per_second
         self.max_in_flight = max_in_flight
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        # A bucket of size 1 refilled every 1/rate seconds spaces requests evenly, which is what
-        # a provider counting "N per second" over sliding windows accepts without a 429.
-        self._rate = AsyncLimiter(1, 1 / rate_per_second)
+        self._rate = _RateWindow(MemoryStorage(), key, rate_per_second)
+        self._spacing = _LocalSpacing(SPACING / rate_per_second)
 
     async def __aenter__(self) -> None:
         await self._in_flight.acquire()
         try:
-            await self._rate.acquire()
+            await self._rate.wait()
+            await self._spacing.wait()  # last: nothing may stand between the gate and the send
         except BaseException:
             self._in_flight.release()
             raise
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._in_flight.release()
+
+
+class RedisLimiter:
+    """Limits shared by every process using the same Redis."""
+
+    def __init__(
+        self, redis: Any, storage: Storage, key: str, rate_per_second: float, max_in_flight: int, prefix: str
+    ) -> None:
+        self.rate_per_second = rate_per_second
+        self.max_in_flight = max_in_flight
+        self._redis = redis
+        self._key = key
+        self._prefix = prefix
+        self._rate = _RateWindow(storage, key, rate_per_second)
+        self._spacing = _RedisSpacing(redis, f"{prefix}:spacing:{key}", SPACING / rate_per_second)
+        self._held: list[Any] = []
+
+    async def __aenter__(self) -> None:
+        slot = await self._take_slot()
+        try:
+            await self._rate.wait()
+            await self._spacing.wait()  # last: nothing may stand between the gate and the send
+        except BaseException:
+            await _release(slot)
+            raise
+        self._held.append(slot)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await _release(self._held.pop())
+
+    async def _take_slot(self) -> Any:
+        slots = list(range(self.max_in_flight))
+        while True:
+            random.shuffle(slots)
+            for index in slots:
+                lock = self._redis.lock(f"{self._prefix}:inflight:{self._key}:{index}", timeout=SLOT_LEASE_SECONDS)
+                if await lock.acquire(blocking=False):
+                    return lock
+            await asyncio.sleep(0.01 + random.uniform(0, 0.01))
+
+
+async def _release(lock: Any) -> None:
+    with contextlib.suppress(Exception):  # an expired lease was already released by Redis
+        await lock.release()
+
+
+class LimiterFactory:
+    """Builds the limiter of each account: local, or on Redis when a URL is given."""
+
+    def __init__(self, redis_url: str | None = None, prefix: str = "stopcampaign") -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self._redis: Any = None
+        self._storage: Storage | None = None
+        if redis_url:
+            import redis.asyncio as redis_asyncio
+
+            self._redis = redis_asyncio.from_url(redis_url)
+            self._storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{prefix}:rate")
+
+    def __call__(self, provider: str, account: str, rate_per_second: float, max_in_flight: int) -> AccountLimiter:
+        key = f"{provider}:{account}"
+        if self._redis is None or self._storage is None:
+            return LocalLimiter(key, rate_per_second, max_in_flight)
+        return RedisLimiter(self._redis, self._storage, key, rate_per_second, max_in_flight, self.prefix)
+
+    async def ping(self) -> bool:
+        """True when Redis answers (always True without Redis)."""
+        if self._redis is None:
+            return True
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    async def aclose(self) -> None:
+        """Close the Redis connections."""
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def _limits_uri(redis_url: str) -> str:
+    """`limits` names its async Redis storage ``async+redis://``."""
+    for scheme in ("redis://", "rediss://", "unix://"):
+        if redis_url.startswith(scheme):
+            return "async+" + redis_url
+    return redis_url

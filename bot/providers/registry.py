@@ -6,8 +6,12 @@ core changes.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import httpx
 
 from bot.providers.altcraft import AltcraftAdapter
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
@@ -90,6 +94,20 @@ class ProviderRegistry:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._adapters.values())
+
+    async def warm_up(self) -> None:
+        """Load the HTTP stack's lazily imported parts now, not during the first stop.
+
+        httpx/httpcore/anyio import their network machinery on the first connection (~80 ms,
+        far more under load), which would land between the rate limiter and the first stop's
+        arrival. A connection attempt to a closed local port loads it and sends nothing.
+        """
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]  # bound, never listening: refused at once
+            async with httpx.AsyncClient() as client:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"http://127.0.0.1:{closed_port}/", timeout=1)
 
     async def aclose(self) -> None:
         """Close every adapter's connections."""

@@ -387,7 +387,8 @@ class SonarlyAdapter(ProviderAdapter[SonarlyAccount]):
                     attempts,
                     previous,
                     None,
-                    f"{previous.headline} Sonarly still reported the campaign active, and the second stop "
+                    # Numbered: this may be the third or fourth stop, not "the second".
+                    f"{previous.headline} Sonarly still reported the campaign active, and stop #{run.stops} "
                     f"could not be sent ({answer}).",
                 )
             verdict = self._judge(run, answer)
@@ -464,14 +465,16 @@ class SonarlyAdapter(ProviderAdapter[SonarlyAccount]):
             if not held_back and attempts.remaining(self.options.deadline) < _MIN_WINDOW:
                 held_back = "the deadline is used up"
             if held_back:
+                # After several rounds "no second stop was sent" would be false (the e2e fault suite
+                # saw it after four stops): say how many went out.
+                sent = "no second stop was sent" if run.stops == 1 else f"no stop after #{run.stops} was sent"
                 return self._finish(
                     verdict.if_active,
                     run,
                     attempts,
                     verdict,
                     read,
-                    f"{verdict.headline} Sonarly still reports the campaign {shown}; no second stop was sent "
-                    f"({held_back}).",
+                    f"{verdict.headline} Sonarly still reports the campaign {shown}; {sent} ({held_back}).",
                 )
             run.state_before = info.state
             previous = verdict

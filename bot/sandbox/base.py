@@ -26,7 +26,8 @@ a simulator can enforce its provider's rate limits the way the provider would, p
 
 A call over either limit is recorded (``RecordedCall.limited``), answered with the provider's
 own 429 body (`ProviderSimulator.error_response`) without being applied and without using up
-a fault, and counted in ``rejected_429``. `real_limits` gives each provider's real figures.
+a fault, and counted in ``rejected_429`` (split by limit in ``rejected_by``). `real_limits`
+gives each provider's real figures.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ class ProviderSimulator(ABC):
         self.limits = Limits()
         self.rejected_429 = 0
         """Calls refused by a limit since the last seed/reset."""
+        self.rejected_by: dict[str, int] = {"rate": 0, "in_flight": 0}
+        """`rejected_429` split by the limit that refused the call."""
         self.in_flight = 0
         """Calls being handled right now (held ones included)."""
         self.clock: Callable[[], float] = time.monotonic
@@ -217,6 +220,7 @@ class ProviderSimulator(ABC):
         self.faults.clear()
         self.limits = Limits()
         self.rejected_429 = 0
+        self.rejected_by = {"rate": 0, "in_flight": 0}
         self._window.clear()
 
     def set_limits(self, rate_per_second: float | None = None, max_in_flight: int | None = None) -> Limits:
@@ -267,20 +271,20 @@ class ProviderSimulator(ABC):
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
 
-    def _admit(self, now: float) -> bool:
-        """Take a slot under the limits for a call arriving at `now`; False when a limit refuses it."""
+    def _refusal(self, now: float) -> str | None:
+        """Take a slot under the limits for a call arriving at `now`; the limit that refuses it, or None."""
         limits = self.limits
         if limits.max_in_flight is not None and self.in_flight >= limits.max_in_flight:
-            return False
+            return "in_flight"
         size = limits.window_size
         if size is not None:
             window = self._window
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= size:
-                return False
+                return "rate"
             window.append(now)
-        return True
+        return None
 
     # ----- the ASGI entry: record, fault, dispatch ------------------------------------------
 
@@ -299,12 +303,14 @@ class ProviderSimulator(ABC):
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        admitted = self._admit(self.clock())
+        refusal = self._refusal(self.clock())
+        admitted = refusal is None
         call = RecordedCall(
             method=scope["method"], path=path, headers=headers, body=body, at=time.monotonic(), limited=not admitted
         )
-        if not admitted:
+        if refusal is not None:
             self.rejected_429 += 1
+            self.rejected_by[refusal] += 1
         else:
             self.in_flight += 1
         async with self._changed:
@@ -402,6 +408,7 @@ class ProviderSimulator(ABC):
             "calls": len(self.calls),
             "limits": self.limits.model_dump(),
             "rejected_429": self.rejected_429,
+            "rejected_by": dict(self.rejected_by),
             "in_flight": self.in_flight,
         }
 

@@ -152,6 +152,7 @@ class Sandbox:
             {
                 "limits": sim.limits.model_dump(),
                 "rejected_429": sim.rejected_429,
+                "rejected_by": dict(sim.rejected_by),
                 "in_flight": sim.in_flight,
                 "real": real_limits(sim.name).model_dump(),
             }

@@ -2,9 +2,10 @@
 
 Both servers run as subprocesses on 127.0.0.1 for the whole benchmark. For each concurrency
 level the requests are split into rounds that alternate between the two servers (so drift in
-the machine's load hits both alike), each server with its own keep-alive httpx pool of
-`level` connections opened before measuring. Latency is client-side: from sending the
-signed request to the full answer. Our app's answer must carry the confirmation card.
+the machine's load hits both alike), each server with its own keep-alive pool for the level:
+one httpx client per worker, its connection opened before measuring (see `make_pool` for why
+not one shared client). Latency is client-side: from sending the signed request to the full
+answer. Our app's answer must carry the confirmation card (else it counts as an error).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bot.sandbox.server import start_sandbox
+from bot.slack.blocks import STOP_ACTION
 from tests.benchmarks.common import (
     BOT_TOKEN,
     HERE,
@@ -63,7 +66,9 @@ class Series:
     """Latencies of one server at one level."""
 
     latencies: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    wall: float = 0.0
+    client_cpu: float = 0.0
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -72,19 +77,43 @@ class Series:
     def max(self) -> float:
         return max(self.latencies, default=float("nan"))
 
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+@dataclass
+class Server:
+    """One server under test: its URL and what its answer must contain (None: any 200)."""
+
+    name: str
+    url: str
+    expect: bytes | None
+
+
+def make_pool(level: int) -> list[httpx.AsyncClient]:
+    """The keep-alive pool of one level: one httpx client (one kept-alive connection) per worker.
+
+    One shared AsyncClient with `level` connections was tried first: at 50 workers httpcore's
+    pool itself queued requests for seconds (p99 3.8 s against the bare Bolt app, against 0.4 s
+    with a client per worker at the same throughput), which timed the client, not the server.
+    """
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=600)
+    return [httpx.AsyncClient(limits=limits, timeout=10, trust_env=False) for _ in range(level)]
+
 
 async def _round(
-    client: httpx.AsyncClient,
-    url: str,
+    pool: list[httpx.AsyncClient],
+    server: Server,
     count: int,
-    concurrency: int,
     series: Series | None,
     make_body: Callable[[], bytes],
 ) -> None:
-    """`count` signed commands from `concurrency` workers; latencies into `series` (None: warm-up)."""
+    """`count` signed commands from one worker per pool client; latencies into `series` (None: warm-up)."""
     remaining = count
+    url = f"{server.url}/slack/events"
 
-    async def worker() -> None:
+    async def worker(client: httpx.AsyncClient) -> None:
         nonlocal remaining
         for _ in range(count):  # bounded; stops as soon as the shared quota is used up
             if remaining <= 0:
@@ -95,20 +124,26 @@ async def _round(
             started = time.perf_counter()
             try:
                 answer = await client.post(url, content=body, headers=headers)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 if series is not None:
-                    series.errors += 1
+                    series.errors[type(exc).__name__] += 1
                 continue
             elapsed = time.perf_counter() - started
             if series is None:
                 continue
             if answer.status_code != 200:
-                series.errors += 1
-                continue
-            series.latencies.append(elapsed)
+                series.errors[f"HTTP {answer.status_code}"] += 1
+            elif server.expect is not None and server.expect not in answer.content:
+                series.errors[f"no card: {answer.text[:80]}"] += 1
+            else:
+                series.latencies.append(elapsed)
 
+    wall, cpu = time.perf_counter(), time.process_time()
     async with asyncio.timeout(ROUND_BOUND):
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+        await asyncio.gather(*(worker(client) for client in pool[: min(len(pool), count)]))
+    if series is not None:
+        series.wall += time.perf_counter() - wall
+        series.client_cpu += time.process_time() - cpu
 
 
 async def run(config: AckConfig) -> list[Target]:
@@ -116,7 +151,8 @@ async def run(config: AckConfig) -> list[Target]:
     print("\n=== Ack latency: python -m bot serve vs a bare Bolt AsyncApp (ack only, aiohttp server) ===")
     note(
         f"{config.requests} signed '/stopcampaign {COMMAND_TEXT}' per level and server, levels "
-        f"{', '.join(map(str, config.levels))}, {config.rounds} alternating rounds per level, keep-alive pools."
+        f"{', '.join(map(str, config.levels))}, {config.rounds} alternating rounds per level, "
+        "one keep-alive httpx client per worker."
     )
     processes = Processes()
     slack, slack_server, _ = await start_fake_slack()
@@ -162,7 +198,7 @@ async def _measure(
     def make_body() -> bytes:
         return command_body(COMMAND_TEXT, response_url())
 
-    targets = {"stopcampaign": ours, "bare Bolt": bare}
+    servers = [Server("stopcampaign", ours.url, STOP_ACTION.encode()), Server("bare Bolt", bare.url, None)]
     # The answer must be the card: check once that our app really does the work being timed.
     async with httpx.AsyncClient(timeout=10, trust_env=False) as probe:
         body = make_body()
@@ -172,30 +208,21 @@ async def _measure(
 
     results: dict[int, dict[str, Series]] = {}
     for level in config.levels:
-        results[level] = {name: Series() for name in targets}
-        limits = httpx.Limits(max_connections=level, max_keepalive_connections=level, keepalive_expiry=600)
-        clients = {name: httpx.AsyncClient(limits=limits, timeout=10, trust_env=False) for name in targets}
+        results[level] = {server.name: Series() for server in servers}
+        pools = {server.name: make_pool(level) for server in servers}
         try:
-            for name, server in targets.items():  # open the pool's connections, warm the server
-                await _round(
-                    clients[name], f"{server.url}/slack/events", max(config.warmup, 2 * level), level, None, make_body
-                )
+            for server in servers:  # open every connection of the pool, warm the server
+                await _round(pools[server.name], server, max(config.warmup, 2 * level), None, make_body)
             per_round = [config.requests // config.rounds] * config.rounds
             per_round[-1] += config.requests - sum(per_round)
             for index, count in enumerate(per_round):
-                order = list(targets) if index % 2 == 0 else list(reversed(targets))
-                for name in order:
-                    await _round(
-                        clients[name],
-                        f"{targets[name].url}/slack/events",
-                        count,
-                        level,
-                        results[level][name],
-                        make_body,
-                    )
+                order = servers if index % 2 == 0 else list(reversed(servers))
+                for server in order:
+                    await _round(pools[server.name], server, count, results[level][server.name], make_body)
         finally:
-            for client in clients.values():
-                await client.aclose()
+            for pool in pools.values():
+                for client in pool:
+                    await client.aclose()
         ours_series, bare_series = results[level]["stopcampaign"], results[level]["bare Bolt"]
         note(f"level {level}: stopcampaign p99 {ms(ours_series.p(99))} ms, bare Bolt p99 {ms(bare_series.p(99))} ms")
     return results
@@ -205,10 +232,31 @@ def _report(config: AckConfig, results: dict[int, dict[str, Series]], rss_ours: 
     rows = []
     for level, by_server in results.items():
         for name, series in by_server.items():
+            rate = len(series.latencies) / series.wall if series.wall else 0.0
+            cpu = 100 * series.client_cpu / series.wall if series.wall else 0.0
             rows.append(
-                [level, name, len(series.latencies), series.errors, ms(series.p(50)), ms(series.p(99)), ms(series.max)]
+                [
+                    level,
+                    name,
+                    len(series.latencies),
+                    series.error_count,
+                    ms(series.p(50)),
+                    ms(series.p(99)),
+                    ms(series.max),
+                    f"{rate:.0f}",
+                    f"{cpu:.0f}%",
+                ]
             )
-    print_table("Ack latency (ms, client side)", ["concurrent", "server", "ok", "errors", "p50", "p99", "max"], rows)
+    print_table(
+        "Ack latency (ms, client side)",
+        ["concurrent", "server", "ok", "errors", "p50", "p99", "max", "req/s", "client CPU"],
+        rows,
+    )
+    for level, by_server in results.items():
+        for name, series in by_server.items():
+            for kind, count in series.errors.most_common(5):
+                note(f"errors at {level} concurrent, {name}: {count} x {kind}")
+    note("client CPU: this process's CPU time over the rounds' wall time (near 100%: the client limits the figures)")
     ratio_rows = []
     for level, by_server in results.items():
         ours, bare = by_server["stopcampaign"], by_server["bare Bolt"]
@@ -229,16 +277,30 @@ def _report(config: AckConfig, results: dict[int, dict[str, Series]], rss_ours: 
                 f"p99 at {level} concurrent vs bare Bolt",
                 f"{ratio:.2f}x",
                 f"≤ {goal:g}x",
-                ratio <= goal and ours.errors == 0,
+                ratio <= goal and ours.error_count == 0,
             )
         )
     top = max(results)
-    worst = results[top]["stopcampaign"].max
-    slow = sum(1 for x in results[top]["stopcampaign"].latencies if x > ACK_LIMIT) + results[top]["stopcampaign"].errors
+    at_top = results[top]["stopcampaign"]
+    # Transport failures (a 10 s client timeout) are acks that never came in time; a "try again"
+    # answer did come in time, so it is counted by the next target instead.
+    slow = sum(1 for x in at_top.latencies if x > ACK_LIMIT)
+    slow += sum(count for kind, count in at_top.errors.items() if not kind.startswith(("no card", "HTTP")))
     targets.append(
-        Target("ack", f"acks over {ACK_LIMIT:g} s at {top} concurrent", f"{slow} (max {ms(worst)} ms)", "0", slow == 0)
+        Target(
+            "ack",
+            f"acks over {ACK_LIMIT:g} s at {top} concurrent",
+            f"{slow} (max {ms(at_top.max)} ms)",
+            "0",
+            slow == 0,
+        )
     )
-    if any(s.errors for by in results.values() for s in by.values()):
-        note("errors are non-200 answers or transport failures; they count against the targets")
+    failed = sum(by["stopcampaign"].error_count for by in results.values())
+    sent = sum(len(by["stopcampaign"].latencies) + by["stopcampaign"].error_count for by in results.values())
+    targets.append(
+        Target("ack", "(extra) commands answered with their card", f"{sent - failed}/{sent}", "all", failed == 0)
+    )
+    if any(s.error_count for by in results.values() for s in by.values()):
+        note("errors (non-200, no card, transport failures) are left out of the percentiles and fail the p99 targets")
     print_targets(targets)
     return targets

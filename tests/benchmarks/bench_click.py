@@ -70,7 +70,6 @@ class Timings:
     to_stop: list[float] = field(default_factory=list)
     to_ack: list[float] = field(default_factory=list)
     to_stopping_card: list[float] = field(default_factory=list)
-    card_to_stop: list[float] = field(default_factory=list)
     limiter_waits: int = 0
     min_reuse: float = float("inf")
 
@@ -98,7 +97,12 @@ async def run(config: ClickConfig) -> list[Target]:
     warmup = config.warmup or config.accounts
     note(
         f"{config.requests} measured requests (+{warmup} warm-up), one at a time, round-robin over "
-        f"{config.accounts} CleverTap accounts (spread so the 3/s per-account limiter never holds a call)."
+        f"{config.accounts} CleverTap accounts."
+    )
+    note(
+        "Why accounts and not pauses: the adapter spaces one account's calls at 3/s; spreading the clicks over "
+        "many accounts (a TOML file) keeps that limiter idle, so this times the app, not the limiter, without "
+        "1,000 pauses of 1/3 s (a request still waits if its account was used < 0.34 s before; counted below)."
     )
     processes = Processes()
     slack, slack_server, arrivals = await start_fake_slack()
@@ -121,7 +125,10 @@ async def run(config: ClickConfig) -> list[Target]:
             timings = Timings()
             last_used: dict[str, float] = {}
             limits = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=600)
-            async with httpx.AsyncClient(limits=limits, timeout=STEP_BOUND, trust_env=False) as http:
+            async with (
+                httpx.AsyncClient(limits=limits, timeout=STEP_BOUND, trust_env=False) as http,
+                asyncio.timeout(total * STEP_BOUND / 5 + 60),  # a whole-run bound on top of each step's
+            ):
                 for index in range(total):
                     await _one(index, index >= warmup, config, app.url, http, box, slack, arrivals, timings, last_used)
             stopped = sum(1 for i in range(total) if sim.campaigns[str(FIRST_ID + i)].state == "stopped")
@@ -182,10 +189,9 @@ async def _one(
         return
     timings.to_stop.append(stop_at - clicked)
     timings.to_ack.append(acked - clicked)
-    stopping = arrivals.after(clicked, "/response/")
-    if stopping and stopping[0] <= stop_at:
-        timings.to_stopping_card.append(stopping[0] - clicked)
-        timings.card_to_stop.append(stop_at - stopping[0])
+    cards = arrivals.after(clicked, "/response/")
+    if cards:  # the "Stopping..." card: the first response_url post after the click
+        timings.to_stopping_card.append(cards[0] - clicked)
 
 
 def _row(name: str, values: Sequence[float]) -> list[object]:
@@ -200,7 +206,6 @@ def _report(config: ClickConfig, timings: Timings, stopped: int, total: int) -> 
             _row("click -> stop call at the sandbox", timings.to_stop),
             _row("  click -> HTTP ack of the click", timings.to_ack),
             _row("  click -> 'Stopping...' card at response_url", timings.to_stopping_card),
-            _row("  'Stopping...' card -> stop call", timings.card_to_stop),
         ],
     )
     reuse = "n/a" if timings.min_reuse == float("inf") else f"{timings.min_reuse * 1000:.0f} ms"

@@ -54,7 +54,12 @@ async def _time_python(code: str, runs: int) -> float:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-c", code, env=clean_environ(), stdout=asyncio.subprocess.DEVNULL
         )
-        await asyncio.wait_for(process.wait(), timeout=PROBE_BOUND)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=PROBE_BOUND)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
         times.append(time.monotonic() - started)
     return statistics.median(times)
 

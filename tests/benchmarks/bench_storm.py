@@ -59,6 +59,7 @@ PROVIDERS = ("clevertap", "sonarly", "wwt", "altcraft")
 WITH_PREVIEW = ("sonarly", "wwt", "altcraft")
 STOPPED_STATE = {"clevertap": "stopped", "sonarly": "stopped", "wwt": "stopped", "altcraft": "Inactive"}
 COMMAND_CONCURRENCY = 10
+COMMAND_ATTEMPTS = 5
 PHASE_BOUND = 300.0
 REQUEST_ID = re.compile(r"request `([A-Za-z0-9_-]+)`")
 
@@ -152,12 +153,14 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
             rss_idle = app.rss_mb()
             limits = httpx.Limits(max_connections=total, max_keepalive_connections=total, keepalive_expiry=600)
             async with httpx.AsyncClient(limits=limits, timeout=PHASE_BOUND, trust_env=False) as http:
-                request_ids = await _commands(http, app.url, ids, slack.response_url)
+                commands_started = time.monotonic()
+                request_ids, refused = await _commands(http, app.url, ids, slack.response_url)
                 async with asyncio.timeout(PHASE_BOUND):  # previews settle: one card redraw each
                     await slack.wait_for("response_url", n * len(WITH_PREVIEW), timeout=PHASE_BOUND)
                 await _idle(box)
+                setup_seconds = time.monotonic() - commands_started
                 before_calls = {p: len(box[p].calls) for p in PROVIDERS}
-                before_429 = {p: box[p].rejected_429 for p in PROVIDERS}
+                before_429 = {p: dict(box[p].rejected_by) for p in PROVIDERS}
                 before_posts = len(slack.of("chat.postMessage"))
 
                 started = time.monotonic()
@@ -177,6 +180,12 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
         box.release_held()
         await box_server.stop()
         await slack_server.stop()
+    note(
+        f"setup (not timed): {total} commands at {COMMAND_CONCURRENCY} concurrent and their previews took "
+        f"{setup_seconds:.1f} s; commands refused and sent again: {sum(refused.values())}"
+    )
+    for text, count in refused.most_common(3):
+        note(f"  {count} x {text!r}")
     targets = _report(
         config, box, ids, request_ids, posts, acks, started, finished, before_calls, before_429, post_times
     )
@@ -202,27 +211,40 @@ def _peak_rss(pid: int) -> float:
 
 async def _commands(
     http: httpx.AsyncClient, url: str, ids: dict[str, list[str]], response_url: Callable[[], str]
-) -> dict[str, dict[str, str]]:
-    """One command per campaign; returns request id → (provider, campaign id) by provider."""
+) -> tuple[dict[str, dict[str, str]], Counter[str]]:
+    """One command per campaign; returns request id -> campaign id by provider, and refusals by text.
+
+    A command the app refuses with "try again" (e.g. its store was too slow for the ack budget)
+    is sent again, at most `COMMAND_ATTEMPTS` times.
+    """
     jobs = [(provider, cid) for provider in PROVIDERS for cid in ids[provider]]
     found: dict[str, dict[str, str]] = {provider: {} for provider in PROVIDERS}
+    refused: Counter[str] = Counter()
     queue = list(reversed(jobs))
+
+    async def send(provider: str, cid: str) -> str:
+        for _ in range(COMMAND_ATTEMPTS):
+            body = command_body(f"{provider} {cid} storm", response_url())
+            answer = await http.post(f"{url}/slack/events", content=body, headers=signed_headers(body))
+            request_id = stop_button_value(answer.json()) if answer.status_code == 200 else None
+            if request_id is not None:
+                return request_id
+            text = answer.text
+            if answer.status_code != 200 or "try again" not in text.lower():
+                break
+            refused[str(answer.json().get("text", text))[:90]] += 1
+        raise RuntimeError(f"{provider} {cid}: no card (HTTP {answer.status_code}: {answer.text[:300]})")
 
     async def worker() -> None:
         for _ in range(len(jobs)):  # bounded by the number of jobs
             if not queue:
                 return
             provider, cid = queue.pop()
-            body = command_body(f"{provider} {cid} storm", response_url())
-            answer = await http.post(f"{url}/slack/events", content=body, headers=signed_headers(body))
-            request_id = stop_button_value(answer.json()) if answer.status_code == 200 else None
-            if request_id is None:
-                raise RuntimeError(f"{provider} {cid}: no card (HTTP {answer.status_code}: {answer.text[:300]})")
-            found[provider][request_id] = cid
+            found[provider][await send(provider, cid)] = cid
 
     async with asyncio.timeout(PHASE_BOUND):
         await asyncio.gather(*(worker() for _ in range(COMMAND_CONCURRENCY)))
-    return found
+    return found, refused
 
 
 async def _clicks(
@@ -247,9 +269,17 @@ async def _clicks(
 class _Provider:
     calls: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
+    rejected_rate: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    details: Counter[str] = field(default_factory=Counter)
     last_outcome: float = 0.0
     stopped: int = 0
+
+
+def _detail(body: dict[str, object]) -> str:
+    """The lines of an outcome message's text that explain it (meaning, detail), on one line."""
+    lines = [line.strip() for line in str(body.get("text", "")).splitlines() if line.strip()]
+    return " | ".join(lines[1:3])[:300]
 
 
 def _report(
@@ -262,7 +292,7 @@ def _report(
     started: float,
     finished: float,
     before_calls: dict[str, int],
-    before_429: dict[str, int],
+    before_429: dict[str, dict[str, int]],
     post_times: list[float],
 ) -> list[Target]:
     n = config.per_provider
@@ -280,6 +310,8 @@ def _report(
             continue
         status = outcome_status(body)
         figures[provider].statuses[status.value if status else "?"] += 1
+        if status is None or not status.campaign_is_halted:
+            figures[provider].details[_detail(body)] += 1
         if index < len(post_times):
             figures[provider].last_outcome = max(figures[provider].last_outcome, post_times[index] - started)
     for provider in PROVIDERS:
@@ -287,7 +319,10 @@ def _report(
         for call in sim.calls[before_calls[provider] :]:
             if not call.limited:
                 figures[provider].calls[call_kind(provider, call.method, call.path)] += 1
-        figures[provider].rejected = sim.rejected_429 - before_429[provider]
+        by_rate = sim.rejected_by["rate"] - before_429[provider]["rate"]
+        by_in_flight = sim.rejected_by["in_flight"] - before_429[provider]["in_flight"]
+        figures[provider].rejected = by_rate + by_in_flight
+        figures[provider].rejected_rate = by_rate
         figures[provider].stopped = sum(
             1 for cid in ids[provider] if sim.campaigns[cid].state == STOPPED_STATE[provider]
         )
@@ -309,7 +344,7 @@ def _report(
                 f.calls["stop"],
                 f.calls["read"],
                 f.calls["login"],
-                f.rejected,
+                f"{f.rejected} ({f.rejected_rate} rate)",
                 f"{f.stopped}/{n}",
                 ", ".join(f"{k} {v}" for k, v in sorted(f.statuses.items())),
                 f"{f.last_outcome:.2f}",
@@ -319,7 +354,18 @@ def _report(
         )
     print_table(
         "Per provider (calls during the storm; times in s after the first click)",
-        ["provider", "stops", "reads", "logins", "429s", "stopped", "outcomes", "last", "min:stops", "min:app"],
+        [
+            "provider",
+            "stops",
+            "reads",
+            "logins",
+            "429s (by rate)",
+            "stopped",
+            "outcomes",
+            "last",
+            "min:stops",
+            "min:app",
+        ],
         rows,
     )
     all_429 = sum(box[p].rejected_429 for p in PROVIDERS)
@@ -347,6 +393,10 @@ def _report(
     )
     halted = sum(f.statuses[s.value] for f in figures.values() for s in OutcomeStatus if s.campaign_is_halted)
     note(f"outcomes that say the campaign is halted: {halted}/{total}")
+    for provider in PROVIDERS:
+        for detail, count in figures[provider].details.most_common(3):
+            note(f"  {provider}, {count} x: {detail}")
+    note("(outcome statuses come from the posted messages; 'stopped' counts the sandbox's campaign states)")
     targets = [
         Target(
             "storm",

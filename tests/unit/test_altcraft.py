@@ -18,7 +18,7 @@ from bot.core.models import CampaignPhase, OutcomeStatus
 from bot.httpserver import RunningServer, start_server
 from bot.providers.altcraft import DEFAULT_BASE_URL, AltcraftAccount, AltcraftAdapter
 from bot.providers.base import CampaignIdError, HttpOptions, PreviewUnavailable
-from bot.providers.limits import AccountLimiter
+from bot.providers.limits import LocalLimiter
 from bot.sandbox.altcraft import READONLY_TOKEN, TOKEN, AltcraftSimulator
 from bot.sandbox.base import Fault, FaultKind
 
@@ -78,7 +78,7 @@ async def make(sim: AltcraftSimulator, server: RunningServer) -> AsyncIterator[M
         adapter = AltcraftAdapter("sandbox", account, options)
         if not real_limiter:
             # The real limiter spaces calls 0.2 s apart; tests do not need to wait for it.
-            adapter.limiter = AccountLimiter(1000.0, AltcraftAdapter.max_in_flight)
+            adapter.limiter = LocalLimiter("altcraft:test", 1000.0, AltcraftAdapter.max_in_flight)
         made.append(adapter)
         return adapter
 

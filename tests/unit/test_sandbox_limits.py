@@ -108,7 +108,7 @@ async def test_rate_window_slides(running: tuple[Sandbox, RunningServer, httpx.A
         clock.now = start + offset
         answer = await ct_stop(http, box, 1457432769)
         assert answer.status_code == expected, offset
-    assert sim.rejected_429 == 3
+    assert sim.rejected_429 == 3 and sim.rejected_by == {"rate": 3, "in_flight": 0}
 
 
 async def test_fractional_rate_rounds_down(running: tuple[Sandbox, RunningServer, httpx.AsyncClient]) -> None:
@@ -133,7 +133,7 @@ async def test_in_flight_counts_calls_held_by_latency_faults(
         refused = await ct_stop(http, box, RUNNING)
         assert refused.status_code == 429 and refused.json()["code"] == 88
         assert sim.campaigns[str(RUNNING)].state == "running"
-        assert sim.rejected_429 == 1
+        assert sim.rejected_429 == 1 and sim.rejected_by == {"rate": 0, "in_flight": 1}
         assert sim.faults and sim.faults[0].times == 1  # the refused call did not use up the fault
         described = (await http.get("/_sandbox")).json()["clevertap"]
         assert described["in_flight"] == 2 and described["rejected_429"] == 1
@@ -199,6 +199,7 @@ async def test_limits_through_the_control_api(running: tuple[Sandbox, RunningSer
     assert state["limits"] == {"rate_per_second": 1.0, "max_in_flight": 3} and state["rejected_429"] == 1
     got = (await http.get("/_sandbox/clevertap/limits")).json()
     assert got["rejected_429"] == 1 and got["in_flight"] == 0
+    assert got["rejected_by"] == {"rate": 1, "in_flight": 0}
 
     cleared = await http.put("/_sandbox/clevertap/limits", json={"rate_per_second": None, "max_in_flight": None})
     assert cleared.json()["limits"] == {"rate_per_second": None, "max_in_flight": None}
@@ -249,7 +250,7 @@ async def test_reset_clears_limits_and_count(running: tuple[Sandbox, RunningServ
     await ct_stop(http, box, 1457432769)
     assert sim.rejected_429 == 1
     await http.post("/_sandbox/reset")
-    assert sim.limits == Limits() and sim.rejected_429 == 0
+    assert sim.limits == Limits() and sim.rejected_429 == 0 and sim.rejected_by == {"rate": 0, "in_flight": 0}
     assert (await ct_stop(http, box, 1457432769)).status_code == 200
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bot.core.models import CampaignPhase, Outcome, OutcomeStatus
 from bot.httpserver import RunningServer, start_server
 from bot.providers.base import CampaignIdError, HttpOptions, PreviewUnavailable
-from bot.providers.limits import AccountLimiter
+from bot.providers.limits import LocalLimiter
 from bot.providers.sonarly import DEFAULT_BASE_URL, SonarlyAccount, SonarlyAdapter, campaign_phase
 from bot.sandbox.base import Fault, FaultKind
 from bot.sandbox.sonarly import (
@@ -37,7 +37,7 @@ from bot.sandbox.sonarly import (
     SonarlySimulator,
 )
 
-FAST = {"timeout": 0.5, "deadline": 3, "preview_timeout": 0.5}
+FAST: dict[str, Any] = {"timeout": 0.5, "deadline": 3, "preview_timeout": 0.5}
 TRACE = re.compile(r"[0-9a-f]{24}")
 UNKNOWN_ID = "65f1a0c0e4b0a1b2c3d4e5ff"
 
@@ -95,7 +95,7 @@ async def make(sim: SonarlySimulator, server: RunningServer) -> AsyncIterator[Ma
         options = HttpOptions(**FAST, max_attempts=max_attempts, transport=transport)
         adapter = SonarlyAdapter("sandbox", SonarlyAccount.model_validate(values), options)
         # The production pacing (5/s) would only slow the suite down; limits are tested elsewhere.
-        adapter.limiter = AccountLimiter(1000, 4)
+        adapter.limiter = LocalLimiter("sonarly:test", 1000, 4)
         made.append(adapter)
         return adapter
 
@@ -637,6 +637,7 @@ async def test_http_200_with_success_false_is_never_stopped(make: Make, sim: Son
     assert outcome.trace_id == "trace-200f"
     assert outcome.state_after == "running"
     assert "no attempts left" in outcome.detail
+    assert "no stop after #3 was sent" in outcome.detail  # not "no second stop": three went out
     assert stops(sim) == 3  # every resend was preceded by a read proving the campaign running
     assert [c.method for c in sim.calls] == ["POST", "GET"] * 3
 

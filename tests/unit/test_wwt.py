@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from bot.core.models import CampaignPhase, OutcomeStatus
 from bot.httpserver import RunningServer, start_server
 from bot.providers.base import CampaignIdError, HttpOptions, PreviewUnavailable
-from bot.providers.limits import AccountLimiter
+from bot.providers.limits import LocalLimiter
 from bot.providers.wwt import (
     ASSUMED_TOKEN_LIFETIME,
     DEFAULT_BASE_URL,
@@ -110,7 +110,7 @@ async def make(sim: WwtSimulator, server: RunningServer) -> AsyncIterator[Factor
         # A plain-HTTP transport skips loading the CA bundle (60 ms per adapter); the sandbox is http.
         options = dataclasses.replace(options, transport=httpx.AsyncHTTPTransport(verify=False))
         adapter = WwtAdapter("sandbox", WwtAccount(**values), options)
-        adapter.limiter = AccountLimiter(1000, 16)  # the declared limits are not under test here
+        adapter.limiter = LocalLimiter("wwt:test", 1000, 16)  # the declared limits are not under test here
         adapters.append(adapter)
         return adapter
 
