@@ -61,7 +61,7 @@ class Runtime:
             ttl=timedelta(seconds=settings.request_ttl_seconds),
             preview_timeout=options.preview_timeout,
             policy=Policy(config.policy),
-            execute_timeout=settings.provider_deadline_seconds + 15,
+            execute_timeout=max(300.0, settings.provider_deadline_seconds * 10),
         )
         return cls(config, store, registry, service, limiters)
 
@@ -85,9 +85,9 @@ class Runtime:
             await asyncio.sleep(every)
 
     async def close(self, drain_timeout: float | None = None) -> None:
-        """Finish background work (by default, as long as a stop may take), then close everything."""
+        """Finish background work (stops in flight get the provider deadline), then close everything."""
         if drain_timeout is None:
-            drain_timeout = self.service.execute_timeout + 5
+            drain_timeout = self.config.settings.provider_deadline_seconds + 5
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

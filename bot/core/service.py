@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+
+from cachetools import TTLCache
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,7 +105,8 @@ class StopService:
         ttl: timedelta = timedelta(minutes=10),
         preview_timeout: float = 2.0,
         policy: Policy | None = None,
-        execute_timeout: float = 35.0,
+        execute_timeout: float = 600.0,
+        heartbeat_seconds: float = 15.0,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -112,7 +115,12 @@ class StopService:
         self.preview_timeout = preview_timeout
         self.policy = policy or Policy()
         self.execute_timeout = execute_timeout
-        """Hard cap on one stop (limiter queue, retries, reads): the stuck-request recovery relies on it."""
+        """Safety net for an adapter bug: no stop runs longer (adapters bound their own work)."""
+        self.heartbeat_seconds = heartbeat_seconds
+        """A running stop refreshes its request this often, so recovery never takes a live one."""
+        # Requests this process created, so a click usually needs no read before the claim. Only
+        # immutable facts are trusted from here; the claim itself is always the store's.
+        self._created: TTLCache[str, StopRequest] = TTLCache(maxsize=10_000, ttl=ttl.total_seconds())
 
     # ----- commands ---------------------------------------------------------------------------
 
@@ -171,6 +179,7 @@ class StopService:
             expires_at=now + self.ttl,
         )
         await self.store.create(request)
+        self._created[request.id] = request
         log.info(
             "request created",
             extra={"request_id": request.id, "provider": request.provider, "account": request.account},
@@ -200,6 +209,8 @@ class StopService:
             await self.store.set_preview(request.id, preview.info, preview.unavailable)
         except Exception:
             log.exception("could not store the preview", extra={"request_id": request.id})
+        if request.id in self._created:
+            self._created[request.id] = request.model_copy(update={"preview": preview.info})
         return preview
 
     # ----- clicks -----------------------------------------------------------------------------
@@ -212,7 +223,7 @@ class StopService:
         on_executing: Callable[[StopRequest], Awaitable[None]] | None = None,
     ) -> ClickResult:
         """Stop the campaign of a pending request, exactly once, and announce the outcome."""
-        request = await self.store.get(request_id)
+        request = self._created.get(request_id) or await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
         if request.state is RequestState.PENDING and not request.is_expired():
@@ -221,7 +232,9 @@ class StopService:
             except PolicyRefusal as refusal:
                 return await self._refuse(request, actor, "confirm", refusal)
         if not await self.store.claim_for_execution(request_id, actor):
+            self._created.pop(request_id, None)
             return await self._why_not(request_id)
+        self._created.pop(request_id, None)
 
         request = request.model_copy(update={"state": RequestState.EXECUTING, "confirmed_by": actor})
         if on_executing is not None:
@@ -229,7 +242,11 @@ class StopService:
                 await on_executing(request)
             except Exception:
                 log.exception("on_executing hook failed", extra={"request_id": request_id})
-        outcome = await self._execute(request)
+        heartbeat = asyncio.create_task(self._heartbeat(request_id))
+        try:
+            outcome = await self._execute(request)
+        finally:
+            heartbeat.cancel()
         outcome = outcome.model_copy(
             update={
                 "requested_by": request.requester,
@@ -350,6 +367,14 @@ class StopService:
         )
 
     # ----- internals --------------------------------------------------------------------------
+
+    async def _heartbeat(self, request_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.store.touch(request_id)
+            except Exception:
+                log.warning("heartbeat failed", extra={"request_id": request_id})
 
     async def _refuse(self, request: StopRequest, actor: Actor, action: str, refusal: PolicyRefusal) -> ClickResult:
         await self.store.record(request.id, "refused", actor, {"action": action, "rule": refusal.rule})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,10 +149,19 @@ def describe_http_error(exc: httpx.HTTPError) -> str:
 
 @dataclass
 class Attempts:
-    """Counts attempts and time for one adapter operation."""
+    """Counts attempts and time for one adapter operation.
+
+    Time spent queued in the account's limiter does not count against the deadline (in a storm
+    the queue can be long, and the provider has not been asked anything yet); it still counts
+    in `elapsed_ms`, which is what the person waited.
+    """
 
     started: float = field(default_factory=time.monotonic)
     count: int = 0
+    queued: float = 0.0
+
+    def __post_init__(self) -> None:
+        _current_attempts.set(self)
 
     @property
     def elapsed_ms(self) -> int:
@@ -159,8 +169,11 @@ class Attempts:
         return int((time.monotonic() - self.started) * 1000)
 
     def remaining(self, deadline: float) -> float:
-        """Seconds left before `deadline` seconds since the start are used up."""
-        return deadline - (time.monotonic() - self.started)
+        """Seconds left before `deadline` seconds of work (queueing excluded) are used up."""
+        return deadline - (time.monotonic() - self.started - self.queued)
+
+
+_current_attempts: ContextVar[Attempts | None] = ContextVar("current_attempts", default=None)
 
 
 class ProviderAdapter(ABC, Generic[AccountT]):
@@ -278,7 +291,11 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         request_timeout = httpx.Timeout(
             timeout or self.options.timeout, connect=min(3.0, timeout or self.options.timeout)
         )
+        queued_since = time.monotonic()
         async with self.limiter:
+            attempts = _current_attempts.get()
+            if attempts is not None:
+                attempts.queued += time.monotonic() - queued_since
             try:
                 response = await self._client.request(
                     method, path, json=json_body, headers=headers, timeout=request_timeout

@@ -7,8 +7,10 @@ clicks, retries or processes. SQLite is the default; the URL picks the database.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +65,19 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite takes one writer at a time; writers queued in its busy handler wait in steps of up
+        # to 100 ms and unfairly, so this process hands the write lock out itself, in order.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (one at a time per process on SQLite)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -146,7 +161,7 @@ class Store:
 
     async def create(self, request: StopRequest) -> None:
         """Store a new pending request and its first audit line."""
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 insert(stop_requests).values(
                     id=request.id,
@@ -215,7 +230,7 @@ class Store:
             query = query.where(stop_requests.c.expires_at <= expired_at)
         if stale_before is not None:
             query = query.where(stop_requests.c.updated_at < stale_before)
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             result = await conn.execute(query)
             if result.rowcount != 1:
                 return False
@@ -300,6 +315,16 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]
 
+    async def touch(self, request_id: str) -> None:
+        """Heartbeat of a request being executed: it is alive, not stuck."""
+        async with self._writing() as conn:
+            await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .where(stop_requests.c.state == RequestState.EXECUTING.value)
+                .values(updated_at=utcnow())
+            )
+
     async def take_for_recovery(self, request_id: str, older_than: datetime) -> bool:
         """Claim a stuck request for recovery: one process wins (the update refreshes updated_at)."""
         return await self.transition(
@@ -313,7 +338,7 @@ class Store:
 
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 update(stop_requests)
                 .where(stop_requests.c.id == request_id)
@@ -328,7 +353,7 @@ class Store:
         self, request_id: str | None, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
     ) -> None:
         """Append an audit line that changes no state (refusals, delivery failures…)."""
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await _append(conn, request_id, event_name, None, None, actor, detail or {})
 
 
@@ -381,5 +406,6 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: ConnectionPoolEntr
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, safe against corruption
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

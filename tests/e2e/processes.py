@@ -60,13 +60,19 @@ async def start_serve(env: dict[str, str], cwd: Path) -> ServeProcess:
     )
     served = ServeProcess(url=f"http://127.0.0.1:{port}", process=process)
     assert process.stdout is not None
-    async with asyncio.timeout(60):
-        while True:
-            raw = await process.stdout.readline()
-            assert raw, "serve exited early:\n" + served.log
-            served.lines.append(raw.decode())
-            if "stopcampaign ready" in served.lines[-1]:
-                break
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                raw = await process.stdout.readline()
+                assert raw, "serve exited early:\n" + served.log
+                served.lines.append(raw.decode())
+                if "stopcampaign ready" in served.lines[-1]:
+                    break
+    except BaseException:
+        if process.returncode is None:
+            process.kill()  # never leave a server behind
+        await process.wait()
+        raise
 
     async def drain() -> None:
         assert process.stdout is not None

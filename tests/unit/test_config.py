@@ -38,7 +38,7 @@ def test_env_account_and_settings() -> None:
         ({**CT, "CLEVERTAP_BASE_URL": "http://h:abc"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
         ({**CT, "CLEVERTAP_BASE_URL": "http://h\x01x/"}, "CLEVERTAP_BASE_URL: must be"),
         ({**CT, "CLEVERTAP_PASSCODE": "pässword"}, "CLEVERTAP_PASSCODE: must be printable ASCII"),
-        ({"STUCK_EXECUTING_SECONDS": "40"}, "STUCK_EXECUTING_SECONDS must exceed"),
+        ({"STUCK_EXECUTING_SECONDS": "40"}, "STUCK_EXECUTING_SECONDS: Input should be greater than or equal to 60"),
         ({"CLEVERTAP_PASSCODE": "p", "CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
         ({"PORT": "eighty"}, "PORT:"),
         ({"REQUEST_TTL_SECONDS": "0"}, "REQUEST_TTL_SECONDS:"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,3 +69,24 @@ async def test_a_shutdown_mid_stop_stores_an_honest_outcome(service: StopService
     assert stored is not None and stored.state is RequestState.DONE
     assert stored.outcome is not None and stored.outcome.status.value == "unknown"
     assert "shut down while this stop was running" in stored.outcome.detail
+
+
+async def test_a_long_stop_keeps_its_request_alive_for_recovery(service: StopService) -> None:
+    service.heartbeat_seconds = 0.01
+    request_id = await new_request(service)
+    beats = asyncio.Event()
+    real_touch = service.store.touch
+
+    async def touch(rid: str) -> None:
+        await real_touch(rid)
+        beats.set()
+
+    service.store.touch = touch  # type: ignore[method-assign]
+    task: asyncio.Task[Any] = asyncio.create_task(service.confirm(request_id, ALICE))
+    await HangingAdapter.entered.wait()
+    await beats.wait()
+    # A request refreshed this instant is not stuck, however old its stop is.
+    assert await service.recover_stuck(timedelta(seconds=5)) == []
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

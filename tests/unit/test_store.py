@@ -13,7 +13,7 @@ from alembic import command
 from sqlalchemy import text
 
 from bot.core.models import Actor, Outcome, OutcomeStatus, RequestState, StopRequest, utcnow
-from bot.store.migrate import alembic_config
+from bot.store.migrate import alembic_config, head_revision, script_head
 from bot.store.repository import Store, StoreError, async_database_url
 
 ALICE = Actor(id="U0ALICE", name="alice")
@@ -132,3 +132,7 @@ def command_upgrade_to(conn: Any, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = conn
     command.upgrade(config, revision)
+
+
+def test_the_known_head_matches_the_migration_scripts() -> None:
+    assert script_head() == head_revision()
