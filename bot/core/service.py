@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-
-from cachetools import TTLCache
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+
+from cachetools import TTLCache
 
 from bot.core.models import (
     Actor,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from contextvars import ContextVar
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit

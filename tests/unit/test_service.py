@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,7 +81,7 @@ async def test_a_long_stop_keeps_its_request_alive_for_recovery(service: StopSer
         await real_touch(rid)
         beats.set()
 
-    service.store.touch = touch  # type: ignore[method-assign]
+    service.store.touch = touch  # type: ignore[method-assign,assignment]
     task: asyncio.Task[Any] = asyncio.create_task(service.confirm(request_id, ALICE))
     await HangingAdapter.entered.wait()
     await beats.wait()
