@@ -19,6 +19,9 @@ from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
+OUTBOX_INTERVAL = 2.0
+"""How often the outbox is checked for posts that are due (each has its own backoff)."""
+
 
 class Runtime:
     """The open store, the adapters, the service and the background tasks of one process."""
@@ -37,7 +40,9 @@ class Runtime:
         self.registry = registry
         self.service = service
         self.tasks = BackgroundTasks()
-        self._expiry_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._delivery_passes = 0
+        self._delivery_pass_done = asyncio.Condition()
 
     @classmethod
     async def open(cls, config: AppConfig, notifier: Notifier | None = None) -> Runtime:
@@ -72,7 +77,8 @@ class Runtime:
     def start_expiry_loop(self, interval: float | None = None) -> None:
         """Expire pending requests and settle stuck ones in the background (also right at start)."""
         every = interval or max(1.0, min(30.0, self.config.settings.request_ttl_seconds / 4))
-        self._expiry_task = asyncio.create_task(self._expire_forever(every), name="expiry")
+        self._loops.append(asyncio.create_task(self._expire_forever(every), name="expiry"))
+        self._loops.append(asyncio.create_task(self._deliver_forever(OUTBOX_INTERVAL), name="outbox"))
 
     async def _expire_forever(self, every: float) -> None:
         stuck_after = timedelta(seconds=self.config.settings.stuck_executing_seconds)
@@ -84,14 +90,31 @@ class Runtime:
                 log.exception("background sweep failed")
             await asyncio.sleep(every)
 
+    async def _deliver_forever(self, every: float) -> None:
+        while True:
+            try:
+                await self.service.deliver()
+            except Exception:
+                log.exception("outbox delivery failed")
+            async with self._delivery_pass_done:
+                self._delivery_passes += 1
+                self._delivery_pass_done.notify_all()
+            await asyncio.sleep(every)
+
+    async def wait_for_delivery_pass(self) -> None:
+        """Wait until a whole outbox pass has run after this call (tests wait on this, not on time)."""
+        async with self._delivery_pass_done:
+            target = self._delivery_passes + 2  # the pass running now may have started earlier
+            await self._delivery_pass_done.wait_for(lambda: self._delivery_passes >= target)
+
     async def close(self, drain_timeout: float | None = None) -> None:
         """Finish background work (stops in flight get the provider deadline), then close everything."""
         if drain_timeout is None:
             drain_timeout = self.config.settings.provider_deadline_seconds + 5
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
+        for loop in self._loops:
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+                await loop
         await self.tasks.drain(drain_timeout)
         await self.registry.aclose()
         await self.limiters.aclose()

@@ -39,24 +39,57 @@ from bot.store.repository import Store
 log = logging.getLogger(__name__)
 
 
-class Notifier(Protocol):
-    """Where outcomes are announced (the channel, the incident channel, the console)."""
+class DeliveryError(Exception):
+    """A post was not accepted; `permanent` when trying again cannot help (unknown channel…)."""
 
-    async def outcome(self, request: StopRequest, outcome: Outcome) -> None:
-        """Announce a stored outcome. May raise; the service logs and audits the failure."""
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Notifier(Protocol):
+    """Where outcomes are announced (the channel, the incident channel…).
+
+    The service stores the posts an outcome owes (`targets`) together with the outcome, in one
+    transaction, then has them `post`ed one by one, retrying from the outbox until accepted.
+    """
+
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        """The posts an outcome of `request` owes, as (target name, channel) pairs, in order."""
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        """Post the outcome to one target; returns the message ts, raises `DeliveryError`.
+
+        `link_ts` is the ts of the outcome's channel post (for a link to it), once posted.
+        """
 
     async def expired(self, request: StopRequest) -> None:
         """Tell the requester their confirmation expired (e.g. update the card)."""
 
 
 class NullNotifier:
-    """A notifier that announces nothing (the CLI prints the returned outcome itself)."""
+    """A notifier that announces nothing (the console and the CLI print the outcome themselves)."""
 
-    async def outcome(self, request: StopRequest, outcome: Outcome) -> None:
-        """Do nothing."""
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        """No posts."""
+        return []
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        """Never called (no targets)."""
+        return None
 
     async def expired(self, request: StopRequest) -> None:
         """Do nothing."""
+
+
+DELIVERY_LEASE_SECONDS = 60.0
+MAX_DELIVERY_ATTEMPTS = 30
+"""Retries back off 2, 4, 8… up to 300 s: 30 attempts cover about two hours of Slack outage."""
 
 
 class Refusal(StrEnum):
@@ -254,10 +287,12 @@ class StopService:
                 "state_before": outcome.state_before or (request.preview.state if request.preview else None),
             }
         )
-        stored = await self._store_outcome(request_id, outcome)
+        stored = await self._store_outcome(request_id, outcome, self.notifier.targets(request))
         request = request.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
-        if stored:
-            await self._announce(request, outcome)
+        if stored is None:
+            await self._post_unstored(request, outcome)
+        elif stored:
+            await self.deliver(request_id)
         else:
             log.warning(
                 "request was settled by a recovery meanwhile; not announced twice", extra={"request_id": request_id}
@@ -323,11 +358,10 @@ class StopService:
             outcome = outcome.model_copy(
                 update={"requested_by": request.requester, "confirmed_by": request.confirmed_by}
             )
-            if not await self._store_outcome(request.id, outcome):
-                continue  # its own process finished it meanwhile
-            done = request.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
-            await self._announce(done, outcome)
-            settled.append(done)
+            if not await self._store_outcome(request.id, outcome, self.notifier.targets(request)):
+                continue  # its own process finished it meanwhile (or the store is down)
+            await self.deliver(request.id)
+            settled.append(request.model_copy(update={"state": RequestState.DONE, "outcome": outcome}))
         return settled
 
     async def _recovered_outcome(self, request: StopRequest) -> Outcome:
@@ -458,22 +492,59 @@ class StopService:
                 detail=f"stopcampaign failed while stopping ({type(exc).__name__}); check the provider's dashboard.",
             )
 
-    async def _store_outcome(self, request_id: str, outcome: Outcome) -> bool:
-        """Store the outcome; False only when another process already settled the request."""
+    async def _store_outcome(
+        self, request_id: str, outcome: Outcome, deliveries: list[tuple[str, str]] | None = None
+    ) -> bool | None:
+        """Store the outcome and the posts it owes.
+
+        True when stored, False when another process had already settled the request, None
+        when the store could not be written at all.
+        """
         for attempt in range(3):
             try:
-                return await self.store.finish(request_id, outcome)
+                return await self.store.finish(request_id, outcome, deliveries or [])
             except Exception:
                 log.exception("could not store the outcome (attempt %d)", attempt + 1, extra={"request_id": request_id})
         log.error("outcome not stored: %s", outcome.model_dump_json(), extra={"request_id": request_id})
-        return True  # not stored, so announce it at least: the outcome must not be lost
+        return None
 
-    async def _announce(self, request: StopRequest, outcome: Outcome) -> None:
-        try:
-            await self.notifier.outcome(request, outcome)
-        except Exception as exc:
-            log.warning("could not announce the outcome: %s", type(exc).__name__, extra={"request_id": request.id})
+    async def _post_unstored(self, request: StopRequest, outcome: Outcome) -> None:
+        """The store is down: post the outcome directly, once, so that at least it is not lost."""
+        for target, channel in self.notifier.targets(request):
             try:
-                await self.store.record(request.id, "announce_failed", None, {"error": type(exc).__name__})
+                await self.notifier.post(request, outcome, target, channel, None)
             except Exception:
-                log.exception("could not audit the announce failure", extra={"request_id": request.id})
+                log.exception("could not post an unstored outcome", extra={"request_id": request.id})
+
+    async def deliver(self, request_id: str | None = None) -> int:
+        """Post what the outbox owes (one request's, or every due one); returns how many got through.
+
+        Each post is claimed first (a lease), so several processes never post the same one twice.
+        A post Slack cannot take now is retried with backoff; a permanent refusal is recorded.
+        """
+        sent = 0
+        for delivery in await self.store.due_deliveries(request_id):
+            if not await self.store.claim_delivery(delivery.id, DELIVERY_LEASE_SECONDS):
+                continue
+            request = await self.store.get(delivery.request_id)
+            if request is None or request.outcome is None:
+                await self.store.delivery_failed(delivery, "the request or its outcome is gone", None)
+                continue
+            link_ts = None
+            if delivery.target != "channel":
+                link_ts = await self.store.sent_message_ts(delivery.request_id, "channel")
+            try:
+                ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
+            except Exception as exc:
+                reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
+                attempt = delivery.attempts + 1
+                final = (isinstance(exc, DeliveryError) and exc.permanent) or attempt >= MAX_DELIVERY_ATTEMPTS
+                retry_at = None if final else utcnow() + timedelta(seconds=min(300, 2**attempt))
+                log.warning(
+                    "outcome post to %s failed: %s", delivery.target, reason, extra={"request_id": delivery.request_id}
+                )
+                await self.store.delivery_failed(delivery, reason, retry_at)
+                continue
+            await self.store.delivered(delivery, ts)
+            sent += 1
+        return sent

@@ -47,7 +47,8 @@ class SlackGroupResolver:
                 stale = self._stale.get(group_id)
                 if stale is not None and time.monotonic() - stale[0] < STALE_SECONDS:
                     return stale[1]
-                reason = exc.response.get("error", "error") if isinstance(exc, SlackApiError) else type(exc).__name__
+                data = exc.response.data if isinstance(exc, SlackApiError) else None
+                reason = str(data.get("error", "error")) if isinstance(data, dict) else type(exc).__name__
                 raise GroupLookupError(str(reason)) from None
             self._fresh[group_id] = members
             self._stale[group_id] = (time.monotonic(), members)

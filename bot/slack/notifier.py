@@ -1,4 +1,8 @@
-"""Announces outcomes in Slack: the channel where the stop was asked, and the incident channel."""
+"""Announces outcomes in Slack: the channel where the stop was asked, and the incident channel.
+
+Posts go through the service's outbox: `targets` says which posts an outcome owes, `post` makes
+one and says whether a failure is worth retrying.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,36 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Outcome, StopRequest
+from bot.core.service import DeliveryError
 from bot.slack.blocks import ended_card, outcome_message
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
+
+# Slack errors that no retry can fix (the rest, such as ratelimited or fatal_error, are retried).
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "channel_is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "no_permission",
+        "restricted_action",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "too_many_attachments",
+    }
+)
 
 
 class SlackNotifier:
@@ -22,41 +52,43 @@ class SlackNotifier:
         self.incident_channel = incident_channel
         self._workspace_url: str | None = None
 
-    async def outcome(self, request: StopRequest, outcome: Outcome) -> None:
-        """Post the outcome in the request's channel, then in the incident channel with a link."""
-        permalink = None
-        errors: list[str] = []
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        """The request's channel, then the incident channel (when set and different)."""
+        owed = []
         if request.channel_id:
-            try:
-                response = await self.client.chat_postMessage(
-                    channel=request.channel_id, unfurl_links=False, **outcome_message(request, outcome)
-                )
-                ts = response.get("ts")
-                if isinstance(ts, str):
-                    permalink = await self._permalink(request.channel_id, ts)
-            except Exception as exc:
-                error = _slack_error(exc)
-                errors.append(f"channel: {error}")
+            owed.append(("channel", request.channel_id))
+        if self.incident_channel and self.incident_channel != request.channel_id:
+            owed.append(("incident", self.incident_channel))
+        return owed
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        """One outcome post; the incident post links to the channel post once that exists."""
+        permalink = None
+        if target == "incident" and link_ts and request.channel_id:
+            permalink = await self._permalink(request.channel_id, link_ts)
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel, unfurl_links=False, **outcome_message(request, outcome, permalink=permalink)
+            )
+        except SlackApiError as exc:
+            data = exc.response.data if isinstance(exc.response.data, dict) else {}
+            error = str(data.get("error") or f"HTTP {exc.response.status_code}")
+            permanent = error in PERMANENT_ERRORS
+            if permanent and target == "channel":
                 # The requester still sees the outcome on their card; say why the channel did not.
                 await post_response(
                     request.response_url,
-                    {
-                        "text": f"The outcome could not be posted in this channel ({error}): "
-                        "invite the app to the channel or check its scopes."
-                    },
+                    {"text": f"The outcome could not be posted in this channel ({error}): "
+                             "invite the app to the channel or check its scopes."},
                     replace=False,
                 )
-        if self.incident_channel and self.incident_channel != request.channel_id:
-            try:
-                await self.client.chat_postMessage(
-                    channel=self.incident_channel,
-                    unfurl_links=False,
-                    **outcome_message(request, outcome, permalink=permalink),
-                )
-            except Exception as exc:
-                errors.append(f"incident channel: {_slack_error(exc)}")
-        if errors:
-            raise RuntimeError("; ".join(errors))
+            raise DeliveryError(error, permanent=permanent) from None
+        except Exception as exc:  # connection refused, timeouts: Slack unreachable, try again later
+            raise DeliveryError(type(exc).__name__, permanent=False) from None
+        ts = response.get("ts")
+        return ts if isinstance(ts, str) else None
 
     async def expired(self, request: StopRequest) -> None:
         """Replace the card of an expired request (its response_url is valid for 30 minutes)."""
@@ -72,10 +104,3 @@ class SlackNotifier:
                 self._workspace_url = ""
         base = (self._workspace_url or "https://slack.com/").rstrip("/")
         return f"{base}/archives/{channel}/p{ts.replace('.', '')}"
-
-
-def _slack_error(exc: Exception) -> str:
-    """Slack's error code (``channel_not_found``) or the exception type, never a token."""
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error", "error"))
-    return type(exc).__name__

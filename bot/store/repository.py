@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -29,7 +30,18 @@ from bot.core.models import (
     utcnow,
 )
 from bot.store.migrate import current_revision, head_revision, upgrade
-from bot.store.schema import audit_log, stop_requests
+from bot.store.schema import audit_log, outbox, stop_requests
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One post an outcome owes (its channel, or the incident channel), as the outbox holds it."""
+
+    id: int
+    request_id: str
+    target: str
+    channel: str
+    attempts: int
 
 
 class StoreError(Exception):
@@ -211,6 +223,7 @@ class Store:
         expired_at: datetime | None = None,
         stale_before: datetime | None = None,
         detail: dict[str, Any] | None = None,
+        deliveries: Sequence[tuple[str, str]] = (),
     ) -> bool:
         """Move a request from one of `from_states` to `to_state`; True only for the one winner.
 
@@ -236,6 +249,19 @@ class Store:
                 return False
             from_state = sources[0] if len(sources) == 1 else None
             await _append(conn, request_id, event_name, from_state, to_state, actor, detail or {})
+            for target, channel in deliveries:
+                await conn.execute(
+                    insert(outbox).values(
+                        request_id=request_id,
+                        target=target,
+                        channel=channel,
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         return True
 
     async def claim_for_execution(self, request_id: str, actor: Actor, now: datetime | None = None) -> bool:
@@ -273,8 +299,8 @@ class Store:
             expired_at=now or utcnow(),
         )
 
-    async def finish(self, request_id: str, outcome: Outcome) -> bool:
-        """executing → done, with the outcome (written before anything is posted)."""
+    async def finish(self, request_id: str, outcome: Outcome, deliveries: Sequence[tuple[str, str]] = ()) -> bool:
+        """executing → done, with the outcome and the posts it owes (written before anything is posted)."""
         return await self.transition(
             request_id,
             [RequestState.EXECUTING],
@@ -289,6 +315,7 @@ class Store:
                 "attempts": outcome.attempts,
                 "elapsed_ms": outcome.elapsed_ms,
             },
+            deliveries=deliveries,
         )
 
     async def history(
@@ -335,6 +362,78 @@ class Store:
             actor=None,
             stale_before=older_than,
         )
+
+    # ----- the outbox ---------------------------------------------------------------------------
+
+    async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[Delivery]:
+        """Pending posts whose time has come (a channel's before its incident post), oldest first."""
+        query = (
+            select(outbox)
+            .where(outbox.c.state == "pending")
+            .where(outbox.c.next_attempt_at <= utcnow())
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if request_id is not None:
+            query = query.where(outbox.c.request_id == request_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Delivery(r.id, r.request_id, r.target, r.channel, r.attempts) for r in rows]
+
+    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> bool:
+        """Take a due post for `lease_seconds` (one process posts it); counts the attempt."""
+        now = utcnow()
+        async with self._writing() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.id == delivery_id)
+                .where(outbox.c.state == "pending")
+                .where(outbox.c.next_attempt_at <= now)
+                .values(next_attempt_at=now + timedelta(seconds=lease_seconds), attempts=outbox.c.attempts + 1,
+                        updated_at=now)
+            )
+        return result.rowcount == 1
+
+    async def delivered(self, delivery: Delivery, message_ts: str | None) -> None:
+        """The post was accepted."""
+        async with self._writing() as conn:
+            await conn.execute(
+                update(outbox).where(outbox.c.id == delivery.id)
+                .values(state="sent", message_ts=message_ts, last_error=None, updated_at=utcnow())
+            )
+            await _append(conn, delivery.request_id, "announced", None, None, None,
+                          {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1})
+
+    async def delivery_failed(self, delivery: Delivery, error: str, retry_at: datetime | None) -> None:
+        """The post failed: retry at `retry_at`, or never (None: the failure is permanent)."""
+        values: dict[str, Any] = {"last_error": error, "updated_at": utcnow()}
+        if retry_at is None:
+            values["state"] = "failed"
+        else:
+            values["next_attempt_at"] = retry_at
+        async with self._writing() as conn:
+            await conn.execute(update(outbox).where(outbox.c.id == delivery.id).values(**values))
+            await _append(conn, delivery.request_id, "announce_failed", None, None, None,
+                          {"target": delivery.target, "error": error, "will_retry": retry_at is not None,
+                           "attempt": delivery.attempts + 1})
+
+    async def sent_message_ts(self, request_id: str, target: str) -> str | None:
+        """The ts of a post already accepted (for links to it), or None."""
+        query = (
+            select(outbox.c.message_ts)
+            .where(outbox.c.request_id == request_id)
+            .where(outbox.c.target == target)
+            .where(outbox.c.state == "sent")
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return row[0] if row else None
+
+    async def outbox_depth(self) -> int:
+        """Posts still owed (pending)."""
+        async with self.engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state == "pending")))
+            return int(count.scalar_one())
 
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -60,4 +61,22 @@ audit_log = Table(
     Column("to_state", String(16)),
     Column("actor", String(128)),
     Column("detail_json", Text, nullable=False, default="{}"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), ForeignKey("stop_requests.id"), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("message_ts", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("request_id", "target", name="uq_outbox_request_target"),
+    Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )

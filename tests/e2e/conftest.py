@@ -47,6 +47,7 @@ class AppUnderTest:
     slack: FakeSlack
     sandbox: Sandbox
     http: httpx.AsyncClient
+    server: RunningServer | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -191,7 +192,7 @@ async def start_app(
         started.append((server, http))
         ready = await http.get(f"{server.url}/healthz")  # queued until the lifespan has started
         assert ready.status_code == 200, ready.text
-        return AppUnderTest(url=server.url, web=web, slack=fake_slack, sandbox=box, http=http)
+        return AppUnderTest(url=server.url, web=web, slack=fake_slack, sandbox=box, http=http, server=server)
 
     yield start
     box.release_held()

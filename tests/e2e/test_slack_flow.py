@@ -150,7 +150,7 @@ async def test_stop_calls_the_provider_once_and_posts_the_outcome_everywhere(app
     assert stored.outcome is not None and stored.outcome.status.value == "stopped"
     assert stored.outcome.confirmed_by is not None and stored.outcome.confirmed_by.id == REQUESTER
     events = [entry.event for entry in await app.runtime.store.audit(request_id)]
-    assert events == ["created", "confirmed", "outcome"]
+    assert events == ["created", "confirmed", "outcome", "announced", "announced"]
 
 
 async def test_already_stopped_and_completed_campaigns_are_reported_as_such(app: AppUnderTest) -> None:
