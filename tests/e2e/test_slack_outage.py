@@ -10,8 +10,8 @@ from tests.fakes.slack import Failure
 
 
 async def stop_one(app: AppUnderTest) -> str:
-    request_id = buttons((await app.command("clevertap 1457432766 wrong segment")).json())[STOP_ACTION]["value"]
     request_id: str = buttons((await app.command("clevertap 1457432766 wrong segment")).json())[STOP_ACTION]["value"]
+    await app.click(STOP_ACTION, request_id)
     await app.sandbox["clevertap"].wait_for_calls(1, "/1/targets/stop.json")
     await app.runtime.tasks.wait_idle()
     return request_id
