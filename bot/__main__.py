@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -71,7 +72,7 @@ def serve(host: str | None, port: int | None) -> None:
     if missing:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `serve`", err=True)
         sys.exit(EXIT_USAGE)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, json_lines=settings.log_format == "json")
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
     try:
         sock = bind_socket(bind_host, bind_port)
@@ -81,13 +82,14 @@ def serve(host: str | None, port: int | None) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             create_web_app(config),
+            log_config=None,  # uvicorn logs through our handler: JSON lines like everything else
             log_level=settings.log_level.lower(),
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
     )
-    click.echo(f"stopcampaign listening on http://{bind_host}:{bind_port}", err=True)
+    logging.getLogger("bot").info("stopcampaign listening on http://%s:%s", bind_host, bind_port)
     server.run(sockets=[sock])
 
 
@@ -107,7 +109,7 @@ def socket() -> None:
     if missing:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `socket`", err=True)
         sys.exit(EXIT_USAGE)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, json_lines=settings.log_format == "json")
     asyncio.run(_socket(config))
 
 

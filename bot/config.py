@@ -21,7 +21,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = Field(default="stopcampaign", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    """How `serve` and `socket` log (the console front ends always log readable text)."""
     stopcampaign_config: Path | None = None
 
     @field_validator("slack_api_url")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,6 +55,9 @@ def create_web_app(config: AppConfig) -> Starlette:
             return JSONResponse({"error": "malformed Slack request"}, status_code=400)
         return response
 
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     async def healthz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         store_ok = await runtime.store.ping()
@@ -68,6 +72,7 @@ def create_web_app(config: AppConfig) -> Starlette:
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

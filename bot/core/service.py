@@ -32,6 +32,8 @@ from bot.core.models import (
 )
 from bot.core.parsing import Command, StopCommand, parse_command
 from bot.core.policy import Policy, PolicyRefusal
+from bot.logs import request_id_var
+from bot.metrics import OUTBOX_DEPTH, REFUSALS, STOPS
 from bot.providers.base import PreviewUnavailable, ProviderAdapter
 from bot.providers.registry import ProviderRegistry
 from bot.store.repository import Store
@@ -181,6 +183,7 @@ class StopService:
         try:
             rule = await self.policy.check_request(requester, command.provider, command.account, channel_id)
         except PolicyRefusal as refusal:
+            REFUSALS.labels(refusal.rule).inc()
             await self.store.record(
                 None,
                 "refused",
@@ -211,6 +214,7 @@ class StopService:
             created_at=now,
             expires_at=now + self.ttl,
         )
+        request_id_var.set(request.id)
         await self.store.create(request)
         self._created[request.id] = request
         log.info(
@@ -256,6 +260,7 @@ class StopService:
         on_executing: Callable[[StopRequest], Awaitable[None]] | None = None,
     ) -> ClickResult:
         """Stop the campaign of a pending request, exactly once, and announce the outcome."""
+        request_id_var.set(request_id)
         request = self._created.get(request_id) or await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
@@ -287,6 +292,10 @@ class StopService:
                 "state_before": outcome.state_before or (request.preview.state if request.preview else None),
             }
         )
+        STOPS.labels(request.provider, request.account, outcome.status.value).inc()
+        log.info(
+            "stop finished: %s (%d attempt(s), %d ms)", outcome.status.value, outcome.attempts, outcome.elapsed_ms
+        )
         stored = await self._store_outcome(request_id, outcome, self.notifier.targets(request))
         request = request.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
         if stored is None:
@@ -301,6 +310,7 @@ class StopService:
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""
+        request_id_var.set(request_id)
         request = await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
@@ -411,6 +421,7 @@ class StopService:
                 log.warning("heartbeat failed", extra={"request_id": request_id})
 
     async def _refuse(self, request: StopRequest, actor: Actor, action: str, refusal: PolicyRefusal) -> ClickResult:
+        REFUSALS.labels(refusal.rule).inc()
         await self.store.record(request.id, "refused", actor, {"action": action, "rule": refusal.rule})
         return ClickResult(request, refusal=Refusal.NOT_ALLOWED, message=refusal.message)
 
@@ -547,4 +558,6 @@ class StopService:
                 continue
             await self.store.delivered(delivery, ts)
             sent += 1
+        if request_id is None:
+            OUTBOX_DEPTH.set(await self.store.outbox_depth())
         return sent

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from bot.core.models import CampaignInfo, Outcome, OutcomeStatus
+from bot.metrics import PROVIDER_LATENCY
 from bot.providers.limits import AccountLimiter, LocalLimiter
 
 USER_AGENT = "stopcampaign/0.1 (+https://api.slack.com)"
@@ -296,6 +297,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
             attempts = _current_attempts.get()
             if attempts is not None:
                 attempts.queued += time.monotonic() - queued_since
+            started = time.monotonic()
             try:
                 response = await self._client.request(
                     method, path, json=json_body, headers=headers, timeout=request_timeout
@@ -307,6 +309,8 @@ class ProviderAdapter(ABC, Generic[AccountT]):
             except (UnicodeError, ValueError) as exc:
                 # The request could not even be built (a header that is not ASCII…): nothing left.
                 raise SendError(f"the request could not be built ({type(exc).__name__})", sent=False) from None
+            finally:
+                PROVIDER_LATENCY.labels(self.name, method).observe(time.monotonic() - started)
         return _to_reply(response)
 
     async def retrying(

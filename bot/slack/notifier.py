@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Outcome, StopRequest
 from bot.core.service import DeliveryError
+from bot.metrics import SLACK_ERRORS
 from bot.slack.blocks import ended_card, outcome_message
 from bot.slack.responder import post_response
 
@@ -76,6 +77,7 @@ class SlackNotifier:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {exc.response.status_code}")
             permanent = error in PERMANENT_ERRORS
+            SLACK_ERRORS.labels("chat.postMessage", error).inc()
             if permanent and target == "channel":
                 # The requester still sees the outcome on their card; say why the channel did not.
                 await post_response(
@@ -86,6 +88,7 @@ class SlackNotifier:
                 )
             raise DeliveryError(error, permanent=permanent) from None
         except Exception as exc:  # connection refused, timeouts: Slack unreachable, try again later
+            SLACK_ERRORS.labels("chat.postMessage", type(exc).__name__).inc()
             raise DeliveryError(type(exc).__name__, permanent=False) from None
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None

@@ -11,6 +11,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.metrics import SLACK_ERRORS
+
 log = logging.getLogger(__name__)
 
 
@@ -34,8 +36,10 @@ async def post_response(url: str | None, message: dict[str, Any], *, replace: bo
         response = await client.send_dict(body)
     except Exception as exc:
         log.warning("response_url post failed: %s", type(exc).__name__)
+        SLACK_ERRORS.labels("response_url", type(exc).__name__).inc()
         return False
     if response.status_code != 200:
         log.warning("response_url answered HTTP %s", response.status_code)
+        SLACK_ERRORS.labels("response_url", f"HTTP {response.status_code}").inc()
         return False
     return True

@@ -1,7 +1,10 @@
-"""`python -m bot serve` as a real process, configured only by env vars, driven as Slack would."""
+"""`python -m bot serve` as a real process, configured only by env vars, driven as Slack would:
+one full stop per provider, then its whole log is checked (JSON lines, request ids, no secret)
+and its /metrics."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +18,13 @@ from tests.e2e.conftest import BOT_TOKEN, INCIDENT, SIGNING_SECRET, AppUnderTest
 from tests.e2e.processes import ServeProcess, clean_environment, start_serve
 from tests.fakes.slack import FakeSlack
 
+STOPS = [
+    ("clevertap", "1457432766", "1457432766"),
+    ("sonarly", "65f1a0c0e4b0a1b2c3d4e501", "65f1a0c0e4b0a1b2c3d4e501"),
+    ("wwt", "53651994", "53651994"),
+    ("altcraft", "101", "101"),
+]
+
 
 @pytest.fixture
 async def served(
@@ -27,6 +37,7 @@ async def served(
         SLACK_API_URL=f"{fake_slack.url}/api",
         DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
         INCIDENT_CHANNEL=INCIDENT,
+        LOG_LEVEL="DEBUG",  # the most the app ever logs: still no secret
         **provider_env(box, box_server.url),
     )
     process = await start_serve(env, tmp_path)
@@ -34,26 +45,40 @@ async def served(
     await process.stop()
 
 
-async def test_serve_process_full_flow(
-    served: ServeProcess,
-    fake_slack: FakeSlack,
-    sandbox: tuple[Sandbox, RunningServer],
+async def test_serve_process_full_flow_logs_and_metrics(
+    served: ServeProcess, fake_slack: FakeSlack, sandbox: tuple[Sandbox, RunningServer]
 ) -> None:
-    url = served.url
     box, _ = sandbox
+    request_ids = []
     async with httpx.AsyncClient(timeout=10) as http:
-        health = await http.get(f"{url}/healthz")
+        health = await http.get(f"{served.url}/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok"
-        app = AppUnderTest(url=url, web=None, slack=fake_slack, sandbox=box, http=http)
-        ack = await app.command("clevertap 1457432766 wrong audience")
-        request_id = buttons(ack.json())[STOP_ACTION]["value"]
-        await app.click(STOP_ACTION, request_id)
-        posts = await fake_slack.wait_for("chat.postMessage", 2)
-    assert "stopped" in str(posts[0].body)
-    assert len(box["clevertap"].calls_to("/1/targets/stop.json")) == 1
-    log = served.log
+        app = AppUnderTest(url=served.url, web=None, slack=fake_slack, sandbox=box, http=http)
+        for n, (provider, campaign, _) in enumerate(STOPS, start=1):
+            ack = await app.command(f"{provider} {campaign} wrong audience")
+            request_id = buttons(ack.json())[STOP_ACTION]["value"]
+            request_ids.append(request_id)
+            await app.click(STOP_ACTION, request_id)
+            posts = await fake_slack.wait_for("chat.postMessage", 2 * n, timeout=20)
+            assert "stopped" in str(posts[-2].body)
+        metrics = (await http.get(f"{served.url}/metrics")).text
+    for provider, _, _ in STOPS:
+        assert f'stopcampaign_stops_total{{account="default",outcome="stopped",provider="{provider}"}} 1.0' in metrics
+    assert 'stopcampaign_commands_total{kind="stop"} 4.0' in metrics
+    assert "stopcampaign_provider_request_seconds_bucket" in metrics
+    assert "stopcampaign_outbox_depth 0.0" in metrics
+
+    await served.stop()  # all of its output, shutdown included
+    records = [json.loads(line) for line in served.lines if line.startswith("{")]
+    assert records and len(records) == len([line for line in served.lines if line.strip()])  # JSON lines only
+    for request_id in request_ids:  # the request id travels through the lines of its stop
+        assert any(r.get("request_id") == request_id and "stop finished" in r["message"] for r in records)
     secrets = [BOT_TOKEN, SIGNING_SECRET]
     for simulator in box.simulators.values():
-        secrets += [str(v) for k, v in simulator.account_values("").items() if k in ("passcode", "api_key", "token")]
+        values = simulator.account_values("")
+        secrets += [str(values[k]) for k in ("passcode", "api_key", "token") if k in values]
+    secrets += list(getattr(box["wwt"], "_live_tokens", set()))  # the JWTs the app was given
+    assert len(secrets) >= 6
+    log = served.log
     for secret in secrets:
         assert secret not in log

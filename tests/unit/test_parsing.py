@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.core.parsing import HelpCommand, StopCommand, UsageError, parse_command
+from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, StopCommand, UsageError, parse_command
 from bot.providers.clevertap import CleverTapAccount, CleverTapAdapter
 from bot.providers.registry import ProviderRegistry
 
@@ -95,7 +95,7 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
     except UsageError as exc:
         assert str(exc)
     else:
-        assert isinstance(result, HelpCommand | StopCommand)
+        assert isinstance(result, HelpCommand | HistoryCommand | StatusCommand | StopCommand)
 
 
 @given(
@@ -108,4 +108,36 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
 )
 def test_command_like_text_parses_or_raises_usage_error(text: str) -> None:
     with contextlib.suppress(UsageError):
+        parse_command(text, ONE)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("history", HistoryCommand()),
+        ("HISTORY ct", HistoryCommand("clevertap", None, 10)),
+        ("history clevertap:prod 5", HistoryCommand("clevertap", "prod", 5)),
+        ("history 50", HistoryCommand(None, None, 50)),
+        ("status abc_DEF-123", StatusCommand("abc_DEF-123")),
+        ("status `abc`", StatusCommand("abc")),
+    ],
+)
+def test_history_and_status(text: str, expected: object) -> None:
+    assert parse_command(text, ONE) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("history 0", "from 1 to 50"),
+        ("history 51", "from 1 to 50"),
+        ("history mailchimp", "unknown provider"),
+        ("history ct 5 extra", "unexpected"),
+        ("status", "exactly one request id"),
+        ("status a b", "exactly one request id"),
+        ("status <script>", "is not a request id"),
+    ],
+)
+def test_bad_history_and_status(text: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
         parse_command(text, ONE)

@@ -18,6 +18,7 @@ from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageEr
 from bot.core.policy import PolicyRefusal, mentions
 from bot.core.render import help_text, history_lines, trail_lines
 from bot.core.service import Preview
+from bot.metrics import COMMANDS
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
 from bot.slack.responder import post_response
@@ -44,8 +45,10 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     try:
         command = service.parse(_text(body.get("text")))
     except UsageError as exc:
+        COMMANDS.labels("invalid").inc()
         await ack(response_type="ephemeral", **blocks.usage_error(str(exc)))
         return
+    COMMANDS.labels(type(command).__name__.removesuffix("Command").lower()).inc()
     if isinstance(command, HelpCommand):
         await ack(response_type="ephemeral", **blocks.help_message(help_text(service.registry)))
         return
