@@ -156,6 +156,7 @@ class StopService:
         # Requests this process created, so a click usually needs no read before the claim. Only
         # immutable facts are trusted from here; the claim itself is always the store's.
         self._created: TTLCache[str, StopRequest] = TTLCache(maxsize=10_000, ttl=ttl.total_seconds())
+        self._inserting: dict[str, asyncio.Task[None]] = {}
 
     # ----- commands ---------------------------------------------------------------------------
 
@@ -175,10 +176,13 @@ class StopService:
         team_id: str | None = None,
         channel_id: str | None = None,
         response_url: str | None = None,
+        defer_insert: bool = False,
     ) -> StopRequest:
-        """Store a pending request with an unguessable id. No provider call happens here.
+        """Create a pending request with an unguessable id. No provider call happens here.
 
-        Raises `PolicyRefusal` (after auditing it) when the policy does not let `requester` ask.
+        With `defer_insert` the request is written in the background, so that a Slack ack need not
+        wait for the database (`saved` tells whether the write succeeded; a click on this process
+        waits for it). Raises `PolicyRefusal` (after auditing it) when the policy refuses.
         """
         try:
             rule = await self.policy.check_request(requester, command.provider, command.account, channel_id)
@@ -215,12 +219,44 @@ class StopService:
             expires_at=now + self.ttl,
         )
         request_id_var.set(request.id)
-        await self.store.create(request)
         self._created[request.id] = request
-        log.info(
-            "request created",
-            extra={"request_id": request.id, "provider": request.provider, "account": request.account},
-        )
+        if defer_insert:
+            task = asyncio.create_task(self._insert(request))
+            self._inserting[request.id] = task
+            task.add_done_callback(lambda _: self._inserting.pop(request.id, None))
+        else:
+            await self._insert(request)
+        return request
+
+    async def _insert(self, request: StopRequest) -> None:
+        try:
+            await self.store.create(request)
+        except BaseException:
+            self._created.pop(request.id, None)
+            raise
+        log.info("request created: %s:%s %s", request.provider, request.account, request.campaign_id)
+
+    async def saved(self, request_id: str) -> bool:
+        """Wait for a deferred insert; True when the request is (now) in the store."""
+        task = self._inserting.get(request_id)
+        if task is None:
+            return True
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            log.exception("could not save a stop request")
+            return False
+        return True
+
+    async def _load(self, request_id: str) -> StopRequest | None:
+        """A request for a click: waits for this process's own insert; another process's insert
+        may land a moment after its card was shown, so a miss is read again once, shortly after."""
+        if not await self.saved(request_id):
+            return None
+        request = self._created.get(request_id) or await self.store.get(request_id)
+        if request is None:
+            await asyncio.sleep(0.25)
+            request = await self.store.get(request_id)
         return request
 
     async def load_preview(self, request: StopRequest) -> Preview:
@@ -261,7 +297,7 @@ class StopService:
     ) -> ClickResult:
         """Stop the campaign of a pending request, exactly once, and announce the outcome."""
         request_id_var.set(request_id)
-        request = self._created.get(request_id) or await self.store.get(request_id)
+        request = await self._load(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
         if request.state is RequestState.PENDING and not request.is_expired():
@@ -311,7 +347,7 @@ class StopService:
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""
         request_id_var.set(request_id)
-        request = await self.store.get(request_id)
+        request = await self._load(request_id)
         if request is None:
             return ClickResult(None, refusal=Refusal.NOT_FOUND, message="This stop request does not exist.")
         if request.state is RequestState.PENDING:
@@ -343,7 +379,9 @@ class StopService:
     async def history(
         self, provider: str | None = None, account: str | None = None, limit: int = 10
     ) -> list[StopRequest]:
-        """The latest requests, newest first."""
+        """The latest requests, newest first (requests still being written by this process included)."""
+        if self._inserting:
+            await asyncio.wait([asyncio.shield(t) for t in list(self._inserting.values())], timeout=5)
         return await self.store.history(provider, account, limit)
 
     async def trail(self, request_id: str) -> tuple[StopRequest | None, list[AuditEntry]]:

@@ -134,6 +134,8 @@ async def test_a_request_stuck_in_executing_is_settled_on_start(start_app: Start
     stuck = {}
     for provider, campaign in (("sonarly", SONARLY_RUNNING), ("clevertap", "1457432766")):
         stuck[provider] = buttons((await app.command(f"{provider} {campaign}")).json())[STOP_ACTION]["value"]
+    for request_id in stuck.values():
+        assert await app.runtime.service.saved(request_id)
     app.sandbox["sonarly"].campaigns[SONARLY_RUNNING].state = "stopped"  # the lost stop did arrive
     async with app.runtime.store.engine.begin() as conn:  # as if the process died mid-stop
         await conn.execute(

@@ -31,6 +31,7 @@ async def open_card(app: AppUnderTest, text: str = f"clevertap {RUNNING} wrong s
     card = response.json()
     assert card["response_type"] == "ephemeral"
     request_id = buttons(card)[STOP_ACTION]["value"]
+    assert await app.runtime.service.saved(request_id)  # written right after the ack
     return card, request_id
 
 

@@ -70,6 +70,7 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
                 team_id=_text(body.get("team_id")) or None,
                 channel_id=_text(body.get("channel_id")) or None,
                 response_url=response_url,
+                defer_insert=True,  # written right after the ack: the ack never waits on the database
             )
     except TimeoutError:
         log.warning("checking or saving a request took longer than %s s", PRE_ACK_BUDGET)
@@ -96,10 +97,23 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     # A two-person request is answered in the channel, so the approvers see the approval card.
     visibility = "in_channel" if request.two_person else "ephemeral"
     await ack(response_type=visibility, **blocks.confirmation_card(request, adapter, preview, approvers))
+    deps.tasks.spawn(_check_saved(request, deps), name=f"saved-{request.id}")
     if has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task
         task.add_done_callback(lambda _: deps.previews.pop(request.id, None))
+
+
+async def _check_saved(request: StopRequest, deps: SlackDeps) -> None:
+    """If the request could not be written after all, say so on its card: nothing can be stopped."""
+    if await deps.service.saved(request.id):
+        return
+    await post_response(
+        request.response_url,
+        blocks.notice(":x: stopcampaign could not save this request, so it cannot be confirmed and nothing was sent. "
+                      "Please run /stopcampaign again."),
+        replace=True,
+    )
 
 
 async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
