@@ -33,9 +33,6 @@ SLOT_LEASE_SECONDS = 120
 """A slot held by a process that died frees itself after this long."""
 SPACING = 1.1
 """Consecutive requests of one account are at least SPACING / rate seconds apart."""
-COLD_START_FACTOR = 2.0
-"""The first request of a process is followed by this many spacings: a cold process (first
-connection, first use of many code paths, a burst of work at once) is slower to get it out."""
 
 
 class AccountLimiter(Protocol):
@@ -73,16 +70,13 @@ class _LocalSpacing:
         self._interval = interval
         self._next = 0.0
         self._lock = asyncio.Lock()
-        self._cold = True
 
     async def wait(self) -> None:
         async with self._lock:
             pause = self._next - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
-            room = self._interval * (COLD_START_FACTOR if self._cold else 1.0)
-            self._cold = False
-            self._next = time.monotonic() + room
+            self._next = time.monotonic() + self._interval
 
 
 class _RedisSpacing:
@@ -93,12 +87,9 @@ class _RedisSpacing:
         self._redis = redis
         self._key = key
         self._interval = interval
-        self._cold = True
 
     async def wait(self) -> None:
-        room = self._interval * (COLD_START_FACTOR if self._cold else 1.0)
-        self._cold = False
-        gate = self._redis.lock(self._key, timeout=room, sleep=0.002)
+        gate = self._redis.lock(self._key, timeout=self._interval, sleep=0.002)
         await gate.acquire(blocking=True)
 
 
