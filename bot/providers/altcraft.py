@@ -29,6 +29,7 @@ from bot.providers.base import (
     Reply,
     SendError,
     int_field,
+    positive_integer_id,
     text_field,
 )
 
@@ -38,7 +39,6 @@ DEACTIVATE_PATH = f"{API_PREFIX}/campaigns/deactivate"
 GET_STATUS_PATH = f"{API_PREFIX}/campaigns/get_status"
 GET_PATH = f"{API_PREFIX}/campaigns/get"
 
-_MAX_ID_DIGITS = 18  # stays inside a signed 64-bit integer
 
 # Altcraft's documented body codes (API interaction page) plus the HTTP meanings of 404 and 429,
 # which an install or its proxy may put in the body. 402 "tariff limit reached" is a refusal for
@@ -168,15 +168,7 @@ class AltcraftAdapter(ProviderAdapter[AltcraftAccount]):
     @classmethod
     def parse_campaign_id(cls, raw: str) -> str:
         """A positive integer, as Altcraft's ``id`` requires."""
-        text = raw.strip() if isinstance(raw, str) else ""
-        if not text.isascii() or not text.isdigit():
-            raise CampaignIdError(f"Altcraft campaign ids are {cls.campaign_id_hint}; got {raw!r}.")
-        if len(text.lstrip("0")) > _MAX_ID_DIGITS:
-            raise CampaignIdError(f"Altcraft campaign id {raw!r} is too long to be a campaign id.")
-        value = int(text)
-        if value <= 0:
-            raise CampaignIdError(f"Altcraft campaign ids are positive; got {raw!r}.")
-        return str(value)
+        return positive_integer_id(raw, "Altcraft", cls.campaign_id_hint)
 
     @property
     def base_url(self) -> str:

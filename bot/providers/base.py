@@ -72,6 +72,23 @@ class CampaignIdError(ValueError):
     """The campaign id is not one the provider accepts; the message says what it must look like."""
 
 
+MAX_ID_DIGITS = 18
+"""Longest numeric campaign id accepted: stays inside a signed 64-bit integer."""
+
+
+def positive_integer_id(raw: str, display_name: str, hint: str) -> str:
+    """Validate a numeric campaign id typed by a user; raise `CampaignIdError` saying what is wrong."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text.isascii() or not text.isdigit():
+        raise CampaignIdError(f"{display_name} campaign ids are {hint}; got {raw!r}.")
+    if len(text.lstrip("0")) > MAX_ID_DIGITS:
+        raise CampaignIdError(f"{display_name} campaign id {raw!r} is too long to be a campaign id.")
+    value = int(text)
+    if value <= 0:
+        raise CampaignIdError(f"{display_name} campaign ids are positive; got {raw!r}.")
+    return str(value)
+
+
 class PreviewUnavailable(Exception):
     """The provider cannot describe the campaign right now; the message says why, for the card."""
 

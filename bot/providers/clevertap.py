@@ -15,11 +15,11 @@ from bot.core.models import Outcome, OutcomeStatus
 from bot.providers.base import (
     AccountSettings,
     Attempts,
-    CampaignIdError,
     ProviderAdapter,
     Reply,
     SendError,
     int_field,
+    positive_integer_id,
     text_field,
 )
 
@@ -61,7 +61,6 @@ _STATE_STATUS: dict[str, OutcomeStatus] = {
     "already_stopped": OutcomeStatus.ALREADY_STOPPED,
     "already_completed": OutcomeStatus.ALREADY_COMPLETED,
 }
-_MAX_ID_DIGITS = 18  # stays inside a signed 64-bit integer
 
 
 class CleverTapAccount(AccountSettings):
@@ -126,15 +125,7 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
     @classmethod
     def parse_campaign_id(cls, raw: str) -> str:
         """A positive integer, as CleverTap's ``id`` requires."""
-        text = raw.strip()
-        if not text.isascii() or not text.isdigit():
-            raise CampaignIdError(f"CleverTap campaign ids are {cls.campaign_id_hint}; got {raw!r}.")
-        if len(text.lstrip("0")) > _MAX_ID_DIGITS:
-            raise CampaignIdError(f"CleverTap campaign id {raw!r} is too long to be a campaign id.")
-        value = int(text)
-        if value <= 0:
-            raise CampaignIdError(f"CleverTap campaign ids are positive; got {raw!r}.")
-        return str(value)
+        return positive_integer_id(raw, "CleverTap", cls.campaign_id_hint)
 
     @property
     def base_url(self) -> str:

@@ -60,6 +60,7 @@ from bot.providers.base import (
     Reply,
     SendError,
     int_field,
+    positive_integer_id,
     text_field,
 )
 
@@ -71,7 +72,6 @@ ASSUMED_TOKEN_LIFETIME = 300.0
 
 _MAX_RENEW_MARGIN = 60.0
 _LOGIN_TRIES = 3
-_MAX_ID_DIGITS = 18  # stays inside a signed 64-bit integer
 
 _PHASES: dict[str, CampaignPhase] = {
     "moderation": CampaignPhase.ACTIVE,
@@ -224,15 +224,7 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
     @classmethod
     def parse_campaign_id(cls, raw: str) -> str:
         """A positive integer, as WWT's campaign ids are."""
-        text = raw.strip()
-        if not text.isascii() or not text.isdigit():
-            raise CampaignIdError(f"Telco WWT campaign ids are {cls.campaign_id_hint}; got {raw!r}.")
-        if len(text.lstrip("0")) > _MAX_ID_DIGITS:
-            raise CampaignIdError(f"Telco WWT campaign id {raw!r} is too long to be a campaign id.")
-        value = int(text)
-        if value <= 0:
-            raise CampaignIdError(f"Telco WWT campaign ids are positive; got {raw!r}.")
-        return str(value)
+        return positive_integer_id(raw, "Telco WWT", cls.campaign_id_hint)
 
     @property
     def base_url(self) -> str:
