@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 
 from bot.config import AppConfig
@@ -120,5 +119,3 @@ class Runtime:
         await self.limiters.aclose()
         await self.store.close()
 
-
-NotifierFactory = Callable[[Runtime], Notifier]

@@ -57,5 +57,5 @@ def create_slack_app(runtime: Runtime, *, socket_mode: bool = False) -> AsyncApp
     # (the policy falls back on the last known members when Slack is slow).
     lookup_client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=2)
     runtime.service.policy.resolver = SlackGroupResolver(lookup_client)
-    register_listeners(app, SlackDeps(service=runtime.service, client=client, tasks=runtime.tasks))
+    register_listeners(app, SlackDeps(service=runtime.service, tasks=runtime.tasks))
     return app

@@ -6,18 +6,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.core.service import StopService
 from bot.tasks import BackgroundTasks
 
 
 @dataclass
 class SlackDeps:
-    """The core service, the Web API client and the background task supervisor."""
+    """The core service and the background task supervisor."""
 
     service: StopService
-    client: AsyncWebClient
     tasks: BackgroundTasks
     previews: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     """Preview tasks still running, by request id (cancelled once the request is confirmed)."""
