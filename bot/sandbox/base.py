@@ -11,9 +11,14 @@ Fault kinds:
                  ``Retry-After: retry_after`` when set); nothing is applied.
 ``timeout``      hold the request ``delay`` seconds (default 60) without applying it.
 ``lost_answer``  apply the request (the campaign really stops), then hold the answer
-                 ``delay`` seconds: the stop succeeded but its answer is lost.
+                 ``delay`` seconds: the stop succeeded but its answer is lost. With
+                 ``late``, the request is applied only once the next other call to this
+                 simulator has been answered (a stop that takes effect after the first read).
 ``malformed``    answer ``status`` (default 200) with ``body`` or an HTML error page.
 ``reset``        apply nothing and drop the connection after half an answer.
+
+``apply`` (with ``status`` and ``malformed``) applies the request first and throws its real
+answer away, so the campaign changes but the caller hears only the fault's answer.
 
 Limits (off by default; `ProviderSimulator.set_limits`, or ``PUT /_sandbox/{provider}/limits``):
 a simulator can enforce its provider's rate limits the way the provider would, per simulator
@@ -113,6 +118,10 @@ class Fault(BaseModel):
     times: int | None = Field(default=1, ge=1)
     match: str | None = None
     method: str | None = None
+    late: bool = False
+    """``lost_answer`` only: apply the request after the next other call has been answered."""
+    apply: bool = False
+    """``status`` and ``malformed`` only: apply the request, then answer with the fault's answer."""
 
     def matches(self, method: str, path: str) -> bool:
         """True when this fault applies to a call."""
@@ -190,6 +199,7 @@ class ProviderSimulator(ABC):
         self._window: deque[float] = deque()
         self._changed = asyncio.Condition()
         self._release = asyncio.Event()
+        self._late: list[tuple[Scope, bytes]] = []
         self.seed()
         self.app = Starlette(routes=self.routes())
 
@@ -222,6 +232,7 @@ class ProviderSimulator(ABC):
         self.rejected_429 = 0
         self.rejected_by = {"rate": 0, "in_flight": 0}
         self._window.clear()
+        self._late = []
 
     def set_limits(self, rate_per_second: float | None = None, max_in_flight: int | None = None) -> Limits:
         """Enforce a rate (sliding 1-second window) and/or an in-flight cap; None switches one off.
@@ -319,10 +330,16 @@ class ProviderSimulator(ABC):
         if not admitted:
             await self.error_response(429, "sandbox limit: too many requests")(scope, receive, send)
             return
+        late = list(self._late)
         try:
             await self._dispatch(call, scope, receive, send, body)
         finally:
             self.in_flight -= 1
+            # Requests held back by a `late` lost_answer take effect once a later call was answered.
+            for pending in late:
+                if pending in self._late:
+                    self._late.remove(pending)
+                    await self._apply_quietly(*pending)
             async with self._changed:
                 self._changed.notify_all()
 
@@ -342,7 +359,7 @@ class ProviderSimulator(ABC):
         if fault is None:
             await self.app(scope, replay_receive, send)
             return
-        await self._apply_fault(fault, scope, replay_receive, send)
+        await self._apply_fault(fault, scope, replay_receive, send, body)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
@@ -359,8 +376,23 @@ class ProviderSimulator(ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(release.wait(), timeout=seconds)
 
-    async def _apply_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _apply_quietly(self, scope: Scope, body: bytes) -> None:
+        """Run a request through the provider's routes and throw the answer away."""
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        await self.app(scope, receive, _Discard())
+
+    async def _apply_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         kind = fault.kind
+        if fault.apply and kind in (FaultKind.STATUS, FaultKind.MALFORMED):
+            await self._apply_quietly(scope, body)
         if kind is FaultKind.LATENCY:
             await self._hold(fault.delay)
             await self.app(scope, receive, send)
@@ -379,8 +411,10 @@ class ProviderSimulator(ABC):
             await self._hold(fault.delay or 60.0)
             await self.error_response(504, "sandbox fault: timed out")(scope, receive, send)
         elif kind is FaultKind.LOST_ANSWER:
-            sink = _Discard()
-            await self.app(scope, receive, sink)
+            if fault.late:
+                self._late.append((scope, body))
+            else:
+                await self._apply_quietly(scope, body)
             await self._hold(fault.delay or 60.0)
             await self.error_response(504, "sandbox fault: answer lost")(scope, receive, send)
         elif kind is FaultKind.MALFORMED:

@@ -45,6 +45,8 @@ def test_env_account_and_settings() -> None:
         ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL: must be an http(s) URL"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL:"),
         ({"STOPCAMPAIGN_CONFIG": "/nonexistent/stopcampaign.toml"}, "STOPCAMPAIGN_CONFIG: file"),
+        # Neither a region nor a base URL: no silent fallback to the EU host (an India account would get 401s).
+        ({"CLEVERTAP_ACCOUNT_ID": "ACC", "CLEVERTAP_PASSCODE": "pass-secret"}, "CLEVERTAP_REGION: required"),
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], named: str) -> None:
