@@ -91,7 +91,7 @@ async def test_clevertap_bare_success_is_stopped_and_says_what_the_older_api_can
 
 # Every numeric field a provider sends, with digits that are not ASCII: "²" passes str.isdigit()
 # but int() refuses it; full-width digits are accepted by int() and must not be either.
-ODD_DIGITS = ("²", "１２")
+ODD_DIGITS = ("\u00b2", "\uff11\uff12")  # "²" and full-width "12"
 
 
 @pytest.mark.parametrize("digits", ODD_DIGITS)
@@ -101,11 +101,19 @@ ODD_DIGITS = ("²", "１２")
         ("clevertap 1457432766", lambda d: {"status": "fail", "error": "odd", "code": d}),
         (
             "sonarly 65f1a0c0e4b0a1b2c3d4e501",
-            lambda d: {"success": True, "data": {"campaign": {"status": "stopped"}, "instancesStopped": d},
-                       "error": None, "traceId": d},
+            lambda d: {
+                "success": True,
+                "data": {"campaign": {"status": "stopped"}, "instancesStopped": d},
+                "error": None,
+                "traceId": d,
+            },
         ),
-        ("wwt 53651994", lambda d: {"data": {"id": d, "status": "stopped", "statistics": {"sent": d, "delivered": d},
-                                             "calculated_price": d}}),
+        (
+            "wwt 53651994",
+            lambda d: {
+                "data": {"id": d, "status": "stopped", "statistics": {"sent": d, "delivered": d}, "calculated_price": d}
+            },
+        ),
         ("altcraft 101", lambda d: {"data": None, "error": d, "error_text": d}),
     ],
     ids=["clevertap", "sonarly", "wwt", "altcraft"],
@@ -114,9 +122,9 @@ async def test_digits_that_are_not_ascii_never_abort_a_stop(
     app: AppUnderTest, text: str, body_of: object, digits: str
 ) -> None:
     assert callable(body_of)
-    odd = Fault(kind=FaultKind.STATUS, status=200, body=json.dumps(body_of(digits)), apply=True)
-    request_id, _ = await stop_campaign(app, f"{text} odd digits", [odd.model_copy(update={"match": "stop" if
-                                                                             "altcraft" not in text else "deactivate"})])
+    route = "deactivate" if text.startswith("altcraft") else "stop"
+    odd = Fault(kind=FaultKind.STATUS, status=200, body=json.dumps(body_of(digits)), apply=True, match=route)
+    request_id, _ = await stop_campaign(app, f"{text} odd digits", [odd])
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.outcome is not None
     assert not stored.outcome.detail.startswith("stopcampaign failed"), stored.outcome.detail
@@ -130,8 +138,9 @@ async def test_a_huge_error_body_is_kept_as_a_bounded_excerpt(app: AppUnderTest)
     async with app.runtime.store.engine.connect() as conn:
         row = (await conn.execute(select(stop_requests.c.outcome_json).where(stop_requests.c.id == request_id))).one()
         audit = (
-            await conn.execute(select(func.max(func.length(audit_log.c.detail_json))).where(
-                audit_log.c.request_id == request_id))
+            await conn.execute(
+                select(func.max(func.length(audit_log.c.detail_json))).where(audit_log.c.request_id == request_id)
+            )
         ).scalar_one()
     assert len(row.outcome_json) < 20_000
     assert audit < 20_000
