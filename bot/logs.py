@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
-"""The stop request the current task works on (asyncio tasks inherit it when they start)."""
+from bot.core.context import request_id_var
 
 
 class _RequestIdFilter(logging.Filter):

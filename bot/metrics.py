@@ -1,11 +1,13 @@
-"""Prometheus metrics, served at ``/metrics`` (per process)."""
+"""Prometheus metrics of the front ends and the adapters, served at ``/metrics`` (per process).
+
+The core's own metrics (stops, refusals, outbox depth) are in `bot.core.metrics`.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 COMMANDS = Counter("stopcampaign_commands_total", "Slash commands answered, by kind", ["kind"])
-STOPS = Counter("stopcampaign_stops_total", "Stops executed, by outcome", ["provider", "account", "outcome"])
 PROVIDER_LATENCY = Histogram(
     "stopcampaign_provider_request_seconds",
     "Time of one HTTP exchange with a provider (limiter wait excluded)",
@@ -13,5 +15,3 @@ PROVIDER_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SLACK_ERRORS = Counter("stopcampaign_slack_api_errors_total", "Slack API calls that failed", ["method", "error"])
-OUTBOX_DEPTH = Gauge("stopcampaign_outbox_depth", "Outcome posts waiting for Slack to take them")
-REFUSALS = Counter("stopcampaign_refusals_total", "Actions refused by the policy", ["rule"])

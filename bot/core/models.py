@@ -5,6 +5,7 @@ Every front end (Slack, console, CLI) renders these models; no Slack or web type
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -196,6 +197,79 @@ class StopRequest(BaseModel):
     def is_expired(self, now: datetime | None = None) -> bool:
         """True when a pending request has passed its expiry."""
         return (now or utcnow()) >= self.expires_at
+
+
+class AttemptState(StrEnum):
+    """What one stop attempt is known to have done, at every moment of its life."""
+
+    SENDING = "sending"
+    """Recorded before the call: from here on the stop may reach the provider."""
+    NOT_SENT = "not_sent"
+    """The call never left (no connection, no login): nothing can have reached the provider."""
+    ANSWERED = "answered"
+    """The provider answered, whatever it said."""
+    NO_ANSWER = "no_answer"
+    """Sent, but no usable answer came back: the stop may have applied."""
+
+
+class Attempt(BaseModel):
+    """One stop call of a request: its number, what became of it, and a one-line summary."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    state: AttemptState
+    may_have_applied: bool = False
+    summary: str = ""
+
+    @property
+    def maybe_applied(self) -> bool:
+        """True when this attempt may have stopped the campaign (a crash mid-call counts)."""
+        return self.may_have_applied or self.state in (AttemptState.SENDING, AttemptState.NO_ANSWER)
+
+
+@dataclass(frozen=True)
+class ProviderKind:
+    """A provider the app knows, configured or not: what the parser and the help say about it."""
+
+    name: str
+    display_name: str
+    aliases: tuple[str, ...]
+    campaign_id_hint: str
+
+    def named(self, word: str) -> bool:
+        """True when `word` (any case) is this provider's name or one of its aliases."""
+        wanted = word.strip().lower()
+        return wanted == self.name or wanted in self.aliases
+
+
+@dataclass(frozen=True)
+class ProviderFacts:
+    """What a front end may show about one configured account (never the adapter itself)."""
+
+    provider: str
+    display_name: str
+    account: str
+    api_host: str
+    stop_meaning: str
+    has_preview: bool
+    no_preview_reason: str
+    campaign_id_hint: str
+    undoable: bool = False
+    """True when a stop can be undone in the provider (Altcraft can activate a campaign again)."""
+    dashboard_url_template: str | None = None
+    """The campaign's page in the provider's dashboard, with ``{campaign_id}`` still to fill in."""
+
+    def dashboard_url(self, campaign_id: str) -> str | None:
+        """The dashboard URL of one campaign, or None when the provider has none."""
+        if not self.dashboard_url_template:
+            return None
+        return self.dashboard_url_template.replace("{campaign_id}", campaign_id)
+
+    @classmethod
+    def unknown(cls, provider: str, account: str) -> ProviderFacts:
+        """Facts for an account that is no longer configured (old requests still render)."""
+        return cls(provider, provider, account, "?", "", False, "this account is no longer configured", "")
 
 
 class AuditEntry(BaseModel):

@@ -10,8 +10,7 @@ import html
 import unicodedata
 from dataclasses import dataclass
 
-from bot.providers.base import CampaignIdError
-from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry, adapter_class
+from bot.core.ports import CampaignIdError, ProviderCatalog
 
 USAGE = (
     "Usage: /stopcampaign <provider>[:<account>] <campaign-id> [reason…]\n"
@@ -71,7 +70,7 @@ class StopCommand:
 Command = HelpCommand | HistoryCommand | StatusCommand | StopCommand
 
 
-def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
+def parse_command(text: str | None, catalog: ProviderCatalog) -> Command:
     """Parse command text (as Slack sends it: HTML-escaped) against the configured accounts."""
     clean = _clean(text or "")
     tokens = clean.split()
@@ -82,19 +81,19 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
 
     keyword = tokens[0].lower()
     if keyword == "history":
-        return _history(tokens[1:], registry)
+        return _history(tokens[1:], catalog)
     if keyword == "status":
         return _status(tokens[1:])
 
     target, *rest = tokens
     provider_name, _, account_name = target.partition(":")
-    klass = adapter_class(provider_name)
+    klass = catalog.kind(provider_name)
     if klass is None:
-        known = ", ".join(_name_with_aliases(c.name, c.aliases) for c in ADAPTER_CLASSES)
+        known = ", ".join(_name_with_aliases(c.name, c.aliases) for c in catalog.kinds())
         raise UsageError(f"Unknown provider {_shorten(provider_name)!r}. Providers: {known}.")
-    accounts = registry.accounts(klass.name)
+    accounts = catalog.accounts(klass.name)
     if not accounts:
-        configured = ", ".join(c.name for c in registry.configured_providers()) or "none"
+        configured = ", ".join(c.name for c in catalog.configured()) or "none"
         raise UsageError(f"{klass.display_name} is not configured in this app (configured providers: {configured}).")
     if ":" in account_name or (target.endswith(":") and not account_name):
         raise UsageError(f"{_shorten(target)!r} is not <provider>:<account>.")
@@ -105,7 +104,7 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
             )
         account = account_name
     else:
-        default = registry.default_account(klass.name)
+        default = catalog.default_account(klass.name)
         if default is None:
             raise UsageError(
                 f"{klass.display_name} has several accounts ({', '.join(accounts)}): name one, "
@@ -117,7 +116,7 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
         raise UsageError(f"Missing the campaign id: {klass.display_name} ids are {klass.campaign_id_hint}.")
     raw_id, *reason_words = rest
     try:
-        campaign_id = klass.parse_campaign_id(raw_id.strip(_QUOTES))
+        campaign_id = catalog.parse_campaign_id(klass.name, raw_id.strip(_QUOTES))
     except CampaignIdError as exc:
         raise UsageError(str(exc)) from None
     if reason_words and reason_words[0].strip(_QUOTES).isdigit():
@@ -131,13 +130,13 @@ def parse_command(text: str | None, registry: ProviderRegistry) -> Command:
     return StopCommand(provider=klass.name, account=account, campaign_id=campaign_id, reason=reason)
 
 
-def _history(args: list[str], registry: ProviderRegistry) -> HistoryCommand:
+def _history(args: list[str], catalog: ProviderCatalog) -> HistoryCommand:
     provider = account = None
     limit = DEFAULT_HISTORY
     rest = list(args)
     if rest and not rest[0].isdigit():
         name, _, account_name = rest.pop(0).partition(":")
-        klass = adapter_class(name)
+        klass = catalog.kind(name)
         if klass is None:
             raise UsageError(f"history: unknown provider {_shorten(name)!r}.")
         provider, account = klass.name, account_name or None

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.core.models import Actor, AuditEntry, CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, StopRequest
+from bot.core.models import (
+    Actor,
+    AuditEntry,
+    CampaignInfo,
+    CampaignPhase,
+    Outcome,
+    OutcomeStatus,
+    ProviderFacts,
+    StopRequest,
+)
 from bot.core.parsing import EXAMPLE, USAGE
-from bot.providers.registry import ADAPTER_CLASSES, ProviderRegistry
+from bot.core.ports import ProviderCatalog
 
 STATUS_ICONS: dict[OutcomeStatus, str] = {
     OutcomeStatus.STOPPED: "✅",
@@ -30,14 +39,6 @@ PHASE_WARNINGS: dict[CampaignPhase, str] = {
     CampaignPhase.NOT_STOPPABLE: "The provider says this campaign is in a state it cannot stop.",
     CampaignPhase.UNKNOWN: "The provider reports a state stopcampaign does not know: check before stopping.",
 }
-
-
-def display_name(provider: str) -> str:
-    """The provider's display name (``CleverTap``), or the raw name when unknown."""
-    for cls in ADAPTER_CLASSES:
-        if cls.name == provider:
-            return cls.display_name
-    return provider
 
 
 def timestamp(moment: datetime) -> str:
@@ -65,15 +66,15 @@ def campaign_summary(info: CampaignInfo) -> str:
     return " · ".join(parts) or "no details"
 
 
-def outcome_headline(outcome: Outcome) -> str:
+def outcome_headline(outcome: Outcome, facts: ProviderFacts) -> str:
     """``✅ CleverTap campaign 1457432766: stopped``."""
     icon = STATUS_ICONS.get(outcome.status, "")
-    return f"{icon} {display_name(outcome.provider)} campaign {outcome.campaign_id}: {outcome.status.label}".strip()
+    return f"{icon} {facts.display_name} campaign {outcome.campaign_id}: {outcome.status.label}".strip()
 
 
-def outcome_text(request: StopRequest, outcome: Outcome) -> str:
+def outcome_text(request: StopRequest, outcome: Outcome, facts: ProviderFacts) -> str:
     """The outcome as several plain lines (console, CLI, Slack notification fallback)."""
-    lines = [outcome_headline(outcome), outcome.status.description]
+    lines = [outcome_headline(outcome, facts), outcome.status.description]
     if outcome.detail:
         lines.append(outcome.detail)
     provider_detail = outcome.provider_detail()
@@ -81,7 +82,7 @@ def outcome_text(request: StopRequest, outcome: Outcome) -> str:
         lines.append(f"Provider said: {provider_detail}")
     if outcome.campaign and not outcome.campaign.is_empty():
         lines.append(f"Campaign: {campaign_summary(outcome.campaign)}")
-    lines.append(f"Provider/account: {display_name(outcome.provider)} / {outcome.account}")
+    lines.append(f"Provider/account: {facts.display_name} / {outcome.account}")
     who = request.requester.display
     confirmed = outcome.confirmed_by.display if outcome.confirmed_by else "?"
     lines.append(f"Requested by {who}, confirmed by {confirmed}")
@@ -91,19 +92,19 @@ def outcome_text(request: StopRequest, outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
-def help_text(registry: ProviderRegistry) -> str:
+def help_text(catalog: ProviderCatalog) -> str:
     """Usage, examples, configured providers and accounts, and what is not configured."""
     lines = [USAGE, EXAMPLE, "", "Configured providers:"]
-    configured = registry.configured_providers()
+    configured = catalog.configured()
     if not configured:
         lines.append("  (none: set the provider credentials, see the README)")
-    for cls in configured:
-        aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
-        accounts = registry.accounts(cls.name)
-        default = registry.default_account(cls.name)
+    for kind in configured:
+        aliases = f" (aliases: {', '.join(kind.aliases)})" if kind.aliases else ""
+        accounts = catalog.accounts(kind.name)
+        default = catalog.default_account(kind.name)
         listed = ", ".join(f"{a} (default)" if a == default and len(accounts) > 1 else a for a in accounts)
-        lines.append(f"  • {cls.name}{aliases}: accounts {listed}; ids are {cls.campaign_id_hint}")
-    missing = [cls.display_name for cls in ADAPTER_CLASSES if cls not in configured]
+        lines.append(f"  • {kind.name}{aliases}: accounts {listed}; ids are {kind.campaign_id_hint}")
+    missing = [kind.display_name for kind in catalog.kinds() if kind not in configured]
     if missing:
         lines.append(f"Not configured: {', '.join(missing)}.")
     lines += [
@@ -143,10 +144,12 @@ def history_lines(requests: list[StopRequest], who: Who = plain_who) -> list[str
     return lines
 
 
-def trail_lines(request: StopRequest, trail: list[AuditEntry], who: Who = plain_who) -> list[str]:
+def trail_lines(
+    request: StopRequest, trail: list[AuditEntry], facts: ProviderFacts, who: Who = plain_who
+) -> list[str]:
     """A request's header line and its audit trail, oldest first."""
     lines = [
-        f"Request {request.id}: {display_name(request.provider)} ({request.account}) campaign {request.campaign_id}, "
+        f"Request {request.id}: {facts.display_name} ({request.account}) campaign {request.campaign_id}, "
         f"asked by {who(request.requester)}, {request_status(request)}",
     ]
     if request.reason:
@@ -167,6 +170,32 @@ def _audit_detail(entry: AuditEntry) -> str:
         return f" (rule {detail.get('rule')}, {detail.get('action')})"
     if entry.event == "outcome":
         return f": {detail.get('status')}"
-    if entry.event in ("announce_failed",):
+    if entry.event == "announce_failed":
         return f": {detail.get('error')}"
     return ""
+
+
+def card_text(request: StopRequest, facts: ProviderFacts, preview: CampaignInfo | None, unavailable: str) -> str:
+    """The confirmation card as plain text (the console's card)."""
+    lines = [
+        "",
+        f"About to stop a {facts.display_name} campaign. Nothing has been sent yet.",
+        f"  Provider   {facts.display_name}",
+        f"  Account    {request.account}",
+        f"  API host   {facts.api_host}",
+        f"  Campaign   {request.campaign_id}",
+    ]
+    if preview is not None:
+        lines.append(f"  Preview    {campaign_summary(preview)}")
+        warning = PHASE_WARNINGS.get(preview.phase) if preview.phase else None
+        if warning:
+            lines.append(f"  WARNING    {warning}")
+    else:
+        lines.append(f"  Preview    none: {unavailable}")
+    lines += [
+        f"  Reason     {request.reason or '(none given)'}",
+        f"  Stopping   {facts.stop_meaning}",
+        f"  Expires    {timestamp(request.expires_at)}",
+        f"  Request    {request.id}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""A stop request's life: created → (cancelled | expired | confirmed → executing → done).
+
+Every transition is one conditional update in the store, so only one caller wins it whatever
+the number of clicks, Slack retries or processes; this module asks the policy first and
+explains a lost transition to the person who clicked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import timedelta
+
+from bot.core.context import request_id_var
+from bot.core.metrics import REFUSALS
+from bot.core.models import Actor, RequestState, StopRequest, utcnow
+from bot.core.parsing import StopCommand
+from bot.core.policy import Policy, PolicyRefusal
+from bot.core.ports import Notifier, ProviderCatalog, Store
+from bot.core.results import ClickResult
+
+log = logging.getLogger(__name__)
+
+REREAD_AFTER = 0.25
+"""A click on another process's brand-new request may come before its row: read once more after this."""
+NO_SUCH_REQUEST = "This stop request does not exist."
+
+
+def new_request_id() -> str:
+    """An unguessable request id."""
+    return secrets.token_urlsafe(18)
+
+
+class Lifecycle:
+    """Creates, claims, cancels and expires stop requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: ProviderCatalog,
+        policy: Policy,
+        notifier: Notifier,
+        *,
+        ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.policy = policy
+        self.notifier = notifier
+        self.ttl = ttl
+
+    async def create(
+        self,
+        command: StopCommand,
+        requester: Actor,
+        *,
+        team_id: str | None = None,
+        channel_id: str | None = None,
+        response_url: str | None = None,
+        defer: bool = False,
+    ) -> StopRequest:
+        """A pending request with an unguessable id; no provider call happens here.
+
+        With `defer` the store writes it in the background (a Slack ack need not wait for the
+        database). Raises `PolicyRefusal` (after auditing it) when the policy refuses.
+        """
+        try:
+            rule = await self.policy.check_request(requester, command.provider, command.account, channel_id)
+        except PolicyRefusal as refusal:
+            REFUSALS.labels(refusal.rule).inc()
+            await self.store.record(
+                None,
+                "refused",
+                requester,
+                {
+                    "action": "request",
+                    "rule": refusal.rule,
+                    "provider": command.provider,
+                    "account": command.account,
+                    "campaign_id": command.campaign_id,
+                    "channel_id": channel_id,
+                },
+            )
+            raise
+        now = utcnow()
+        request = StopRequest(
+            id=new_request_id(),
+            provider=command.provider,
+            account=command.account,
+            campaign_id=command.campaign_id,
+            reason=command.reason,
+            requester=requester,
+            team_id=team_id,
+            channel_id=channel_id,
+            response_url=response_url,
+            state=RequestState.PENDING,
+            two_person=rule.two_person,
+            created_at=now,
+            expires_at=now + self.ttl,
+        )
+        request_id_var.set(request.id)
+        await self.store.create(request, defer=defer)
+        return request
+
+    async def load(self, request_id: str) -> StopRequest | None:
+        """The request a click names. Another process's insert may land a moment after its card was
+        shown, so a miss is read again once, shortly after."""
+        request = await self.store.get(request_id)
+        if request is None:
+            await asyncio.sleep(REREAD_AFTER)
+            request = await self.store.get(request_id)
+        return request
+
+    async def claim(self, request_id: str, actor: Actor) -> StopRequest | ClickResult:
+        """pending → executing for `actor`, when the policy allows: the claimed request, or why not."""
+        request_id_var.set(request_id)
+        request = await self.load(request_id)
+        if request is None:
+            return ClickResult(None, refusal=NO_SUCH_REQUEST)
+        if request.state is RequestState.PENDING and not request.is_expired():
+            try:
+                await self.policy.check_confirm(actor, request)
+            except PolicyRefusal as refusal:
+                return await self._refuse(request, actor, "confirm", refusal)
+        if not await self.store.claim_for_execution(request_id, actor):
+            return await self.why_not(request_id)
+        return request.model_copy(update={"state": RequestState.EXECUTING, "confirmed_by": actor})
+
+    async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
+        """End a pending request without any provider call."""
+        request_id_var.set(request_id)
+        request = await self.load(request_id)
+        if request is None:
+            return ClickResult(None, refusal=NO_SUCH_REQUEST)
+        if request.state is RequestState.PENDING:
+            try:
+                self.policy.check_cancel(actor, request)
+            except PolicyRefusal as refusal:
+                return await self._refuse(request, actor, "cancel", refusal)
+        if not await self.store.cancel(request_id, actor):
+            return await self.why_not(request_id)
+        return ClickResult(await self.store.get(request_id))
+
+    async def expire_due(self) -> list[StopRequest]:
+        """Expire every pending request past its expiry; returns those this call expired."""
+        expired: list[StopRequest] = []
+        for request in await self.store.due_for_expiry():
+            if not await self.store.expire(request.id):
+                continue
+            ended = await self.store.get(request.id)
+            if ended is None:
+                continue
+            expired.append(ended)
+            try:
+                await self.notifier.expired(ended)
+            except Exception:
+                log.warning("could not announce an expiry", extra={"request_id": request.id})
+        return expired
+
+    async def why_not(self, request_id: str) -> ClickResult:
+        """Explain why a transition was lost (and expire a request found past its expiry)."""
+        request = await self.store.get(request_id)
+        if request is None:
+            return ClickResult(None, refusal=NO_SUCH_REQUEST)
+        if request.state is RequestState.PENDING and request.is_expired():
+            await self.store.expire(request_id)
+            request = await self.store.get(request_id) or request
+        if request.state is RequestState.EXPIRED:
+            kind = self.catalog.kind(request.provider)
+            name = kind.display_name if kind is not None else request.provider
+            return ClickResult(
+                request,
+                refusal=f"This request expired before it was confirmed; nothing was sent to {name}. "
+                "Run /stopcampaign again.",
+            )
+        if request.state is RequestState.CANCELLED:
+            who = request.ended_by.display if request.ended_by else "someone"
+            return ClickResult(request, refusal=f"This request was cancelled by {who}.")
+        if request.state is RequestState.EXECUTING:
+            who = request.confirmed_by.display if request.confirmed_by else "someone"
+            return ClickResult(request, refusal=f"This stop is already running (confirmed by {who}).")
+        status = request.outcome.status.label if request.outcome else "done"
+        return ClickResult(request, refusal=f"This request has already ended: {status}.")
+
+    async def _refuse(self, request: StopRequest, actor: Actor, action: str, refusal: PolicyRefusal) -> ClickResult:
+        REFUSALS.labels(refusal.rule).inc()
+        await self.store.record(request.id, "refused", actor, {"action": action, "rule": refusal.rule})
+        return ClickResult(request, refusal=refusal.message)

@@ -1,0 +1,246 @@
+"""The protocols the core needs from the world: providers, the store, notifiers.
+
+The core depends on these and nothing else outside ``bot.core``; ``bot.runtime`` plugs the
+concrete classes in (``bot.providers``, ``bot.store``, ``bot.slack``) through constructors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.core.models import (
+    Actor,
+    Attempt,
+    AuditEntry,
+    CampaignInfo,
+    Outcome,
+    ProviderFacts,
+    ProviderKind,
+    StopRequest,
+)
+
+
+class CampaignIdError(ValueError):
+    """The campaign id is not one the provider accepts; the message says what it must look like."""
+
+
+class PreviewUnavailable(Exception):
+    """The provider cannot describe the campaign right now; the message says why, for the card."""
+
+
+class DeliveryError(Exception):
+    """A post was not accepted; `permanent` when trying again cannot help (unknown channel…)."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+# ----- providers ---------------------------------------------------------------------------------
+
+
+class AttemptLog(Protocol):
+    """Where a stop records its attempts as they happen (the store, so that a crash loses nothing)."""
+
+    async def sending(self, number: int) -> None:
+        """Attempt `number` is about to be sent: from now on it may reach the provider."""
+
+    async def finished(self, attempt: Attempt) -> None:
+        """What became of an attempt (answered, no answer, not sent)."""
+
+
+class Provider(Protocol):
+    """One configured account of one provider, as the core uses it."""
+
+    @property
+    def facts(self) -> ProviderFacts:
+        """What a card or an outcome may show about this account."""
+
+    async def preview(self, campaign_id: str) -> CampaignInfo:
+        """Describe the campaign before the stop; raise `PreviewUnavailable` when it cannot."""
+
+    async def read_state(self, campaign_id: str) -> CampaignInfo | None:
+        """The campaign as the provider reports it now, or None when that cannot be learned."""
+
+    async def stop(
+        self, campaign_id: str, *, earlier: Sequence[Attempt] = (), log: AttemptLog | None = None
+    ) -> Outcome:
+        """Stop the campaign and say what happened; never raises for provider or network trouble.
+
+        `earlier` are attempts an earlier process made for the same request (a restart resumes
+        them: a stop that may have applied is settled before anything is sent again).
+        """
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret of this account replaced."""
+
+
+class ProviderCatalog(Protocol):
+    """Every provider the app knows, and the configured accounts of each."""
+
+    def kinds(self) -> Sequence[ProviderKind]:
+        """Every known provider, configured or not, in a stable order."""
+
+    def kind(self, name: str) -> ProviderKind | None:
+        """The provider called `name` (or one of its aliases, any case), or None."""
+
+    def configured(self) -> Sequence[ProviderKind]:
+        """The providers with at least one configured account."""
+
+    def accounts(self, provider: str) -> list[str]:
+        """Configured account names of a provider, default first."""
+
+    def default_account(self, provider: str) -> str | None:
+        """The account used when a command names none, or None when there is no obvious one."""
+
+    def parse_campaign_id(self, provider: str, raw: str) -> str:
+        """A campaign id checked by the provider's own rules; raises `CampaignIdError`."""
+
+    def get(self, provider: str, account: str) -> Provider | None:
+        """The adapter of one configured account, or None."""
+
+
+def facts_for(catalog: ProviderCatalog, provider: str, account: str) -> ProviderFacts:
+    """What may be shown about one account, also once it is no longer configured (old requests)."""
+    adapter = catalog.get(provider, account)
+    if adapter is not None:
+        return adapter.facts
+    unknown = ProviderFacts.unknown(provider, account)
+    kind = catalog.kind(provider)
+    if kind is None:
+        return unknown
+    return ProviderFacts(
+        provider, kind.display_name, account, "?", "", False, unknown.no_preview_reason, kind.campaign_id_hint
+    )
+
+
+# ----- the store ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxPost:
+    """One post an outcome owes (its channel, or the incident channel), as the outbox holds it."""
+
+    id: int
+    request_id: str
+    target: str
+    channel: str
+    attempts: int
+
+
+class Store(Protocol):
+    """Stop requests, their one-winner transitions, the audit log and the outbox."""
+
+    async def create(self, request: StopRequest, *, defer: bool = False) -> None:
+        """Store a new pending request. With `defer` the write happens in the background
+        (`saved` tells whether it succeeded); reads of that request wait for it."""
+
+    async def saved(self, request_id: str) -> bool:
+        """Wait for a deferred write of this process; True when the request is (now) stored."""
+
+    async def get(self, request_id: str) -> StopRequest | None:
+        """One request by id, or None."""
+
+    async def claim_for_execution(self, request_id: str, actor: Actor) -> bool:
+        """pending → executing for the one caller whose click wins, before the request expires."""
+
+    async def cancel(self, request_id: str, actor: Actor) -> bool:
+        """pending → cancelled."""
+
+    async def expire(self, request_id: str) -> bool:
+        """pending → expired, only once the expiry has passed."""
+
+    async def due_for_expiry(self) -> list[StopRequest]:
+        """Pending requests whose expiry has passed."""
+
+    async def finish(self, request_id: str, outcome: Outcome, deliveries: Sequence[tuple[str, str]] = ()) -> bool:
+        """executing → done with the outcome and the posts it owes, in one transaction."""
+
+    async def touch(self, request_id: str) -> None:
+        """Heartbeat of a request being executed."""
+
+    async def stuck_executing(self, older_than: datetime) -> list[StopRequest]:
+        """Requests executing whose last sign of life is older than `older_than`."""
+
+    async def take_for_recovery(self, request_id: str, older_than: datetime) -> bool:
+        """Claim a stuck request for recovery (one process wins)."""
+
+    async def history(
+        self, provider: str | None = None, account: str | None = None, limit: int = 10
+    ) -> list[StopRequest]:
+        """The latest requests, newest first."""
+
+    async def audit(self, request_id: str) -> list[AuditEntry]:
+        """One request's audit trail, oldest first."""
+
+    async def record(
+        self, request_id: str | None, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Append an audit line that changes no state."""
+
+    async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
+        """Keep what the provider said about the campaign before the stop."""
+
+    async def due_deliveries(self, request_id: str | None = None) -> list[OutboxPost]:
+        """Posts whose time has come, oldest first (a request's channel post before its incident post)."""
+
+    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> bool:
+        """Lease a due post (one process posts it); counts the attempt."""
+
+    async def delivered(self, delivery: OutboxPost, message_ts: str | None) -> None:
+        """The post was accepted."""
+
+    async def delivery_failed(self, delivery: OutboxPost, error: str, retry_at: datetime | None) -> None:
+        """The post failed: retry at `retry_at`, or never (None)."""
+
+    async def sent_message_ts(self, request_id: str, target: str) -> str | None:
+        """The ts of a post already accepted (for links to it)."""
+
+    async def outbox_depth(self) -> int:
+        """Posts still owed."""
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+
+
+# ----- announcing --------------------------------------------------------------------------------
+
+
+class Notifier(Protocol):
+    """Where outcomes are announced (the channel, the incident channel…).
+
+    The core stores the posts an outcome owes (`targets`) together with the outcome, in one
+    transaction, then has them `post`ed one by one, retrying from the outbox until accepted.
+    """
+
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        """The posts an outcome of `request` owes, as (target name, channel) pairs, in order."""
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        """Post the outcome to one target; returns the message ts, raises `DeliveryError`."""
+
+    async def expired(self, request: StopRequest) -> None:
+        """Tell the requester their confirmation expired (e.g. update the card)."""
+
+
+class NullNotifier:
+    """A notifier that announces nothing (no Slack configured: the console prints the outcome)."""
+
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        """No posts."""
+        return []
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        """Never called (no targets)."""
+        return None
+
+    async def expired(self, request: StopRequest) -> None:
+        """Do nothing."""

@@ -1,0 +1,31 @@
+"""What the core hands back to front ends: the result of a click, and a campaign preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.core.models import CampaignInfo, Outcome, StopRequest
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    """What a Stop, Approve or Cancel click led to: an outcome, an ended request, or a refusal."""
+
+    request: StopRequest | None
+    """The request as it now stands (None: no such request)."""
+    outcome: Outcome | None = None
+    refusal: str = ""
+    """Why nothing happened, for the person who clicked ("" when the click did something)."""
+
+    @property
+    def refused(self) -> bool:
+        """True when nothing happened because of this click."""
+        return bool(self.refusal)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The campaign as the provider describes it, or why there is no description."""
+
+    info: CampaignInfo | None
+    unavailable: str | None = None
