@@ -1,18 +1,20 @@
-"""Provider names and aliases → adapter classes, and the configured accounts of each.
+"""The provider catalog: names and aliases → adapter classes, and the configured accounts of each.
 
-Adding a provider means adding its adapter class to `ADAPTER_CLASSES`; nothing else in the
-core changes.
+Adding a provider means adding its adapter class to `ADAPTER_CLASSES`; nothing in the core
+changes. `ProviderRegistry` is the core's `ProviderCatalog`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from bot.core.models import ProviderKind
+from bot.core.ports import CampaignIdError
 from bot.providers.altcraft import AltcraftAdapter
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
 from bot.providers.clevertap import CleverTapAdapter
@@ -31,9 +33,8 @@ ADAPTER_CLASSES: tuple[AdapterClass, ...] = (
 
 def adapter_class(name: str) -> AdapterClass | None:
     """The adapter class for a provider name or alias (case-insensitive), or None."""
-    wanted = name.strip().lower()
     for cls in ADAPTER_CLASSES:
-        if wanted == cls.name or wanted in cls.aliases:
+        if cls.kind().named(name):
             return cls
     return None
 
@@ -41,10 +42,10 @@ def adapter_class(name: str) -> AdapterClass | None:
 class ProviderRegistry:
     """The adapters of every configured account, keyed by provider and account name."""
 
-    def __init__(self, adapters: Iterable[ProviderAdapter[Any]], defaults: Mapping[str, str]) -> None:
-        self._adapters: dict[tuple[str, str], ProviderAdapter[Any]] = {}
-        for adapter in adapters:
-            self._adapters[(adapter.name, adapter.account_name)] = adapter
+    def __init__(self, adapters: Sequence[ProviderAdapter[Any]], defaults: Mapping[str, str]) -> None:
+        self._adapters: dict[tuple[str, str], ProviderAdapter[Any]] = {
+            (adapter.name, adapter.account_name): adapter for adapter in adapters
+        }
         self._defaults = dict(defaults)
 
     @classmethod
@@ -64,9 +65,21 @@ class ProviderRegistry:
                 adapters.append(klass(account_name, account, options))
         return cls(adapters, defaults)
 
-    def get(self, provider: str, account: str) -> ProviderAdapter[Any] | None:
-        """The adapter of one account, or None when it is not configured."""
-        return self._adapters.get((provider, account))
+    # ----- the core's ProviderCatalog ------------------------------------------------------------
+
+    def kinds(self) -> Sequence[ProviderKind]:
+        """Every known provider, in registry order."""
+        return [cls.kind() for cls in ADAPTER_CLASSES]
+
+    def kind(self, name: str) -> ProviderKind | None:
+        """The provider called `name` or one of its aliases."""
+        klass = adapter_class(name)
+        return klass.kind() if klass is not None else None
+
+    def configured(self) -> Sequence[ProviderKind]:
+        """Providers with at least one configured account, in registry order."""
+        present = {name for (name, _) in self._adapters}
+        return [cls.kind() for cls in ADAPTER_CLASSES if cls.name in present]
 
     def accounts(self, provider: str) -> list[str]:
         """Configured account names of a provider, default first."""
@@ -87,12 +100,20 @@ class ProviderRegistry:
             return default
         return names[0] if len(names) == 1 else None
 
-    def configured_providers(self) -> list[AdapterClass]:
-        """Adapter classes with at least one configured account, in registry order."""
-        present = {name for (name, _) in self._adapters}
-        return [cls for cls in ADAPTER_CLASSES if cls.name in present]
+    def parse_campaign_id(self, provider: str, raw: str) -> str:
+        """A campaign id checked by the provider's own rules; raises `CampaignIdError`."""
+        klass = adapter_class(provider)
+        if klass is None:
+            raise CampaignIdError(f"unknown provider {provider!r}")
+        return klass.parse_campaign_id(raw)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def get(self, provider: str, account: str) -> ProviderAdapter[Any] | None:
+        """The adapter of one account, or None when it is not configured."""
+        return self._adapters.get((provider, account))
+
+    # ----- running ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ProviderAdapter[Any]]:
         return iter(self._adapters.values())
 
     async def warm_up(self) -> None:
