@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +15,22 @@ from hypothesis import strategies as st
 from bot.core.models import OutcomeStatus
 from bot.providers.base import CampaignIdError, HttpOptions
 from bot.providers.clevertap import REGION_HOSTS, CleverTapAccount, CleverTapAdapter
+from bot.providers.wire import Reply
+from tests.unit.sandbox_fixtures import fast_limiter
 
 BASE = "https://in1.api.clevertap.com"
 STOP = f"{BASE}/1/targets/stop.json"
-FAST = HttpOptions(timeout=0.5, deadline=2.0, max_attempts=3)
+FAST = HttpOptions(
+    timeout=0.5,
+    deadline=2.0,
+    max_attempts=3,
+    backoff=0.01,
+    limiters=fast_limiter,
+)
+
+
+JUDGE = CleverTapAdapter("p", CleverTapAccount(account_id="A", passcode="p", region="in1"))
+"""For judging answers only: never sends."""
 
 
 @pytest.fixture
@@ -63,7 +76,7 @@ CASES = [
     (404, {"status": "fail", "error": "Campaign not found", "code": 73}, OutcomeStatus.NOT_FOUND, "73"),
     (403, {"status": "fail", "error": "Forbidden"}, OutcomeStatus.FORBIDDEN, None),
     (418, {"status": "fail", "error": "teapot"}, OutcomeStatus.INVALID_REQUEST, None),
-    (200, {"status": "success", "state": "paused"}, OutcomeStatus.UNKNOWN, None),
+    (200, {"status": "success", "state": "paused"}, OutcomeStatus.UNKNOWN, None),  # success, undocumented state
 ]
 
 
@@ -170,16 +183,19 @@ def test_regions_and_base_url() -> None:
 
     assert host(region="in1") == "https://in1.api.clevertap.com"
     assert host(region="EU1") == "https://api.clevertap.com"
-    assert host() == "https://api.clevertap.com"
     assert host(region="sk1") == "https://sk1.api.clevertap.com"
     assert host(base_url="http://127.0.0.1:9000/ct/") == "http://127.0.0.1:9000/ct"
     assert set(REGION_HOSTS) == {"in1", "sg1", "us1", "aps3", "mec1", "sk1", "eu1"}
     with pytest.raises(ValueError, match="unknown region"):
         CleverTapAccount(account_id="A", passcode="p", region="mars1")
+    # No silent default: an India project sent to the EU host would only ever hear 401.
+    with pytest.raises(ValueError, match="region") as missing:
+        CleverTapAccount(account_id="A", passcode="p")
+    assert missing.value.errors()[0]["loc"] == ("region",)
 
 
 def test_passcode_is_secret_in_reprs() -> None:
-    account = CleverTapAccount(account_id="A", passcode="top-secret")
+    account = CleverTapAccount(account_id="A", passcode="top-secret", region="us1")
     assert "top-secret" not in repr(account) and "top-secret" not in str(account.model_dump())
 
 
@@ -228,7 +244,40 @@ async def test_echoed_secrets_are_scrubbed(adapter: CleverTapAdapter) -> None:
 @pytest.mark.parametrize("passcode", ["pässcode", "pass\ncode"])
 def test_a_passcode_must_be_sendable_as_a_header(passcode: str) -> None:
     with pytest.raises(ValueError, match="printable ASCII"):
-        CleverTapAccount(account_id="A", passcode=passcode)
+        CleverTapAccount(account_id="A", passcode=passcode, region="in1")
+
+
+@respx.mock
+async def test_a_bare_success_says_the_older_api_cannot_tell_stopped_from_already_stopped(
+    adapter: CleverTapAdapter,
+) -> None:
+    respx.post(STOP).mock(return_value=httpx.Response(200, json={"status": "success"}))
+    outcome = await adapter.stop("1457432766")
+    assert outcome.status is OutcomeStatus.STOPPED and "already stopped" in outcome.detail
+
+
+def test_declared_facts() -> None:
+    adapter = CleverTapAdapter("prod", CleverTapAccount(account_id="W9R-1", passcode="p", region="in1"))
+    facts = adapter.facts
+    assert facts.display_name == "CleverTap" and facts.api_host == "in1.api.clevertap.com"
+    assert not facts.has_preview and "no API to read one campaign" in facts.no_preview_reason
+    assert facts.dashboard_url("1457432766") == (
+        "https://dashboard.clevertap.com/W9R-1/campaigns/campaign/1457432766/report/stats"
+    )
+    assert CleverTapAdapter.repeat_safe and not CleverTapAdapter.reads.settle
+    overridden = CleverTapAccount(account_id="A", passcode="p", region="in1",
+                                  dashboard_url="https://in1.dashboard.clevertap.com/A/c/{campaign_id}")
+    assert CleverTapAdapter("x", overridden).facts.dashboard_url("7") == "https://in1.dashboard.clevertap.com/A/c/7"
+
+
+@given(st.integers(100, 599), st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10), max_size=6)))
+def test_judging_never_raises(http_status: int, body: dict[str, Any] | None) -> None:
+    raw = json.dumps(body).encode() if body is not None else b"\xff\xfe garbage"
+    verdict = JUDGE.judge(Reply.of(http_status, raw, {}), "1")
+    assert verdict.headline
 
 
 @respx.mock
