@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,19 +29,14 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
+from bot.core.ports import OutboxPost
 from bot.store.migrate import current_revision, head_revision, upgrade
 from bot.store.schema import audit_log, outbox, stop_requests
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Delivery:
-    """One post an outcome owes (its channel, or the incident channel), as the outbox holds it."""
-
-    id: int
-    request_id: str
-    target: str
-    channel: str
-    attempts: int
+PENDING_INSERT_WAIT = 5.0
+"""How long a read waits for this process's own deferred inserts before answering without them."""
 
 
 class StoreError(Exception):
@@ -73,13 +68,14 @@ def _actor(raw: str | None) -> Actor | None:
 
 
 class Store:
-    """Async repository over SQLAlchemy Core."""
+    """Async repository over SQLAlchemy Core (the core's `Store` port)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # SQLite takes one writer at a time; writers queued in its busy handler wait in steps of up
         # to 100 ms and unfairly, so this process hands the write lock out itself, in order.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._inserting: dict[str, asyncio.Task[None]] = {}
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -134,7 +130,8 @@ class Store:
     # ----- reading ----------------------------------------------------------------------------
 
     async def get(self, request_id: str) -> StopRequest | None:
-        """One request by id, or None."""
+        """One request by id, or None (a deferred insert of this process is waited for first)."""
+        await self.saved(request_id)
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(stop_requests).where(stop_requests.c.id == request_id))).first()
         return _to_request(row) if row else None
@@ -171,8 +168,37 @@ class Store:
 
     # ----- writing ----------------------------------------------------------------------------
 
-    async def create(self, request: StopRequest) -> None:
-        """Store a new pending request and its first audit line."""
+    async def create(self, request: StopRequest, *, defer: bool = False) -> None:
+        """Store a new pending request and its first audit line.
+
+        With `defer` the write runs in the background and this returns at once (a Slack ack need
+        not wait for the database); `saved` tells whether it succeeded, and reads of the request
+        in this process wait for it.
+        """
+        if not defer:
+            await self._insert(request)
+            return
+        task = asyncio.create_task(self._insert(request), name=f"insert-{request.id}")
+        self._inserting[request.id] = task
+        task.add_done_callback(lambda done: self._inserted(request.id, done))
+
+    def _inserted(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self._inserting.pop(request_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not save a stop request", exc_info=task.exception(), extra={"request_id": request_id})
+
+    async def saved(self, request_id: str) -> bool:
+        """Wait for this process's deferred insert of a request; True when it is (now) stored."""
+        task = self._inserting.get(request_id)
+        if task is None:
+            return True
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            return False
+        return True
+
+    async def _insert(self, request: StopRequest) -> None:
         async with self._writing() as conn:
             await conn.execute(
                 insert(stop_requests).values(
@@ -307,7 +333,7 @@ class Store:
             RequestState.DONE,
             event_name="outcome",
             actor=outcome.confirmed_by,
-            values={"outcome_json": outcome.model_dump_json(), "outcome_status": outcome.status.value},
+            values={"outcome_json": outcome.model_dump_json()},
             detail={
                 "status": outcome.status.value,
                 "detail": outcome.detail,
@@ -321,7 +347,12 @@ class Store:
     async def history(
         self, provider: str | None = None, account: str | None = None, limit: int = 10
     ) -> list[StopRequest]:
-        """The latest requests, newest first, optionally of one provider (and account)."""
+        """The latest requests, newest first, optionally of one provider (and account).
+
+        Requests this process is still writing are waited for (briefly), so they are included.
+        """
+        if self._inserting:
+            await asyncio.wait([asyncio.shield(t) for t in list(self._inserting.values())], timeout=PENDING_INSERT_WAIT)
         query = select(stop_requests).order_by(stop_requests.c.created_at.desc(), stop_requests.c.id).limit(limit)
         if provider is not None:
             query = query.where(stop_requests.c.provider == provider)
@@ -365,7 +396,7 @@ class Store:
 
     # ----- the outbox ---------------------------------------------------------------------------
 
-    async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[Delivery]:
+    async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[OutboxPost]:
         """Pending posts whose time has come (a channel's before its incident post), oldest first."""
         query = (
             select(outbox)
@@ -378,7 +409,7 @@ class Store:
             query = query.where(outbox.c.request_id == request_id)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [Delivery(r.id, r.request_id, r.target, r.channel, r.attempts) for r in rows]
+        return [OutboxPost(r.id, r.request_id, r.target, r.channel, r.attempts) for r in rows]
 
     async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> bool:
         """Take a due post for `lease_seconds` (one process posts it); counts the attempt."""
@@ -394,7 +425,7 @@ class Store:
             )
         return result.rowcount == 1
 
-    async def delivered(self, delivery: Delivery, message_ts: str | None) -> None:
+    async def delivered(self, delivery: OutboxPost, message_ts: str | None) -> None:
         """The post was accepted."""
         async with self._writing() as conn:
             await conn.execute(
@@ -404,7 +435,7 @@ class Store:
             await _append(conn, delivery.request_id, "announced", None, None, None,
                           {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1})
 
-    async def delivery_failed(self, delivery: Delivery, error: str, retry_at: datetime | None) -> None:
+    async def delivery_failed(self, delivery: OutboxPost, error: str, retry_at: datetime | None) -> None:
         """The post failed: retry at `retry_at`, or never (None: the failure is permanent)."""
         values: dict[str, Any] = {"last_error": error, "updated_at": utcnow()}
         if retry_at is None:

@@ -43,7 +43,6 @@ stop_requests = Table(
     Column("end_reason", Text),
     Column("preview_json", Text),
     Column("outcome_json", Text),
-    Column("outcome_status", String(32)),
     Column("two_person", Boolean, nullable=False, default=False),
     Index("ix_stop_requests_state_expires", "state", "expires_at"),
     Index("ix_stop_requests_created", "created_at"),
