@@ -9,14 +9,18 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.config import AppConfig, ConfigError, load_config
 from bot.core.models import OutcomeStatus
 from bot.core.parsing import HistoryCommand, StatusCommand, StopCommand, UsageError
-from bot.core.render import help_text
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+    from bot.sandbox.server import Sandbox
 
 EXIT_CODES: dict[OutcomeStatus, int] = {
     OutcomeStatus.STOPPED: 0,
@@ -119,10 +123,10 @@ async def _socket(config: AppConfig) -> None:
     from bot.runtime import Runtime
     from bot.slack.app import create_slack_app
 
-    runtime = await Runtime.open(config)
+    runtime = await Runtime.open(config, announce_in_slack=True)
     try:
-        app = create_slack_app(runtime, socket_mode=True)
-        runtime.start_expiry_loop()
+        app = create_slack_app(config.settings, runtime.service, runtime.tasks, socket_mode=True)
+        runtime.start_background_loops()
         assert config.settings.slack_app_token is not None
         handler = AsyncSocketModeHandler(app, config.settings.slack_app_token.get_secret_value())
         await handler.start_async()  # type: ignore[no-untyped-call]
@@ -131,7 +135,7 @@ async def _socket(config: AppConfig) -> None:
 
 
 @asynccontextmanager
-async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[object, str]]:
+async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
     """A runtime for the console: real config, or every provider pointed at an in-process sandbox."""
     from bot.runtime import Runtime
 
@@ -166,10 +170,7 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[object, str]]:
             await server.stop()
 
 
-def _sandbox_banner(sandbox: object, url: str) -> str:
-    from bot.sandbox.server import Sandbox
-
-    assert isinstance(sandbox, Sandbox)
+def _sandbox_banner(sandbox: Sandbox, url: str) -> str:
     lines = [f"Sandbox running at {url}: no real provider is contacted. Campaigns you can stop:"]
     for name, sim in sandbox.simulators.items():
         for campaign in sim.campaigns.values():
@@ -191,14 +192,12 @@ AS_OPTION = click.option(
 @AS_OPTION
 def shell(use_sandbox: bool, as_user: str | None) -> None:
     """Console front end: type commands as in Slack and confirm them here."""
-    from bot.runtime import Runtime
     from bot.shell import console_actor, run_shell
 
     setup_logging("WARNING")
 
     async def main() -> None:
         async with _runtime(use_sandbox) as (runtime, banner):
-            assert isinstance(runtime, Runtime)
             await run_shell(runtime.service, banner=banner, actor=console_actor(as_user))
 
     asyncio.run(main())
@@ -213,7 +212,6 @@ def shell(use_sandbox: bool, as_user: str | None) -> None:
 @AS_OPTION
 def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandbox: bool, as_user: str | None) -> None:
     """One-shot stop for runbooks: TARGET is provider[:account]. The exit code says the outcome."""
-    from bot.runtime import Runtime
     from bot.shell import ask_stdin, confirm_and_stop, console_actor
 
     setup_logging("WARNING")
@@ -223,7 +221,6 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
 
     async def main() -> int:
         async with _runtime(use_sandbox) as (runtime, _banner):
-            assert isinstance(runtime, Runtime)
             service = runtime.service
             try:
                 command = service.parse(" ".join(part for part in (target, campaign_id, reason) if part))
@@ -231,7 +228,7 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
                 click.echo(f"Error: {exc}", err=True)
                 return EXIT_USAGE
             if not isinstance(command, StopCommand):
-                click.echo(help_text(service.registry), err=True)
+                click.echo(service.help(), err=True)
                 return EXIT_USAGE
             result = await confirm_and_stop(
                 command, service, console_actor(as_user), ask_stdin, click.echo, assume_yes=assume_yes
@@ -252,14 +249,12 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
 def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
     """Confirm (or, under the two-person rule, approve) a pending request by its id."""
     from bot.core.render import outcome_text
-    from bot.runtime import Runtime
     from bot.shell import ask_stdin, console_actor
 
     setup_logging("WARNING")
 
     async def main() -> int:
         async with _runtime(False) as (runtime, _banner):
-            assert isinstance(runtime, Runtime)
             if not assume_yes:
                 if not sys.stdin.isatty():
                     click.echo("Not confirmed: pass --yes to approve without asking.", err=True)
@@ -267,11 +262,13 @@ def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
                 answer = await ask_stdin(f"Approve and stop request {request_id}? [yes/N]: ")
                 if answer.strip().lower() not in ("y", "yes"):
                     return EXIT_NOT_CONFIRMED
-            result = await runtime.service.confirm(request_id, console_actor(as_user))
+            service = runtime.service
+            result = await service.confirm(request_id, console_actor(as_user))
             if result.outcome is None or result.request is None:
-                click.echo(f"Not stopped: {result.message}", err=True)
+                click.echo(f"Not stopped: {result.refusal}", err=True)
                 return EXIT_NOT_CONFIRMED
-            click.echo(outcome_text(result.request, result.outcome))
+            facts = service.facts(result.request.provider, result.request.account)
+            click.echo(outcome_text(result.request, result.outcome, facts))
             return EXIT_CODES[result.outcome.status]
 
     sys.exit(asyncio.run(main()))
@@ -283,14 +280,12 @@ def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for export.")
 def history(target: str | None, limit: int, as_json: bool) -> None:
     """The latest stop requests, optionally of one provider[:account]."""
-    from bot.runtime import Runtime
     from bot.shell import show_lookup
 
     setup_logging("WARNING")
 
     async def main() -> int:
         async with _runtime(False) as (runtime, _banner):
-            assert isinstance(runtime, Runtime)
             service = runtime.service
             try:
                 command = service.parse(f"history {target or ''}".strip())
@@ -315,14 +310,12 @@ def status(request_id: str, as_json: bool) -> None:
     """One request's whole audit trail."""
     import json
 
-    from bot.runtime import Runtime
     from bot.shell import show_lookup
 
     setup_logging("WARNING")
 
     async def main() -> int:
         async with _runtime(False) as (runtime, _banner):
-            assert isinstance(runtime, Runtime)
             if as_json:
                 request, trail = await runtime.service.trail(request_id)
                 if request is None:

@@ -116,10 +116,6 @@ class AppConfig:
         self.accounts = {provider: dict(named) for provider, named in accounts.items() if named}
         self.defaults = dict(defaults)
 
-    def unconfigured_providers(self) -> list[AdapterClass]:
-        """Known providers with no account configured (the help names them)."""
-        return [cls for cls in ADAPTER_CLASSES if cls.name not in self.accounts]
-
 
 def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     """Read env vars and the optional TOML file; raise `ConfigError` naming every bad setting."""

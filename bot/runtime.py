@@ -1,18 +1,27 @@
-"""Builds the parts every front end shares: store, provider adapters, the core service."""
+"""The only place that knows the concrete classes: builds the store, the adapters, the Slack
+notifier and group resolver (when Slack is configured), the policy and the core service, and
+runs the background loops of one process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot.config import AppConfig
-from bot.core.policy import Policy
-from bot.core.service import Notifier, NullNotifier, StopService
+from bot.core.policy import GroupResolver, Policy
+from bot.core.ports import Notifier, NullNotifier
+from bot.core.service import StopService
 from bot.providers.base import HttpOptions
 from bot.providers.limits import LimiterFactory
 from bot.providers.registry import ProviderRegistry
+from bot.slack.client import create_lookup_client, create_web_client
+from bot.slack.groups import SlackGroupResolver
+from bot.slack.notifier import SlackNotifier
 from bot.store.repository import Store
 from bot.tasks import BackgroundTasks
 
@@ -20,6 +29,13 @@ log = logging.getLogger(__name__)
 
 OUTBOX_INTERVAL = 2.0
 """How often the outbox is checked for posts that are due (each has its own backoff)."""
+
+
+@dataclass(frozen=True)
+class SlackParts:
+    """The Slack Web API client the app posts with, when Slack is configured."""
+
+    client: AsyncWebClient
 
 
 class Runtime:
@@ -31,50 +47,56 @@ class Runtime:
         store: Store,
         registry: ProviderRegistry,
         service: StopService,
-        limiters: LimiterFactory | None = None,
+        limiters: LimiterFactory,
+        slack: SlackParts | None = None,
     ) -> None:
         self.config = config
-        self.limiters = limiters or LimiterFactory()
         self.store = store
         self.registry = registry
         self.service = service
+        self.limiters = limiters
+        self.slack = slack
         self.tasks = BackgroundTasks()
         self._loops: list[asyncio.Task[None]] = []
         self._delivery_passes = 0
         self._delivery_pass_done = asyncio.Condition()
 
     @classmethod
-    async def open(cls, config: AppConfig, notifier: Notifier | None = None) -> Runtime:
-        """Open the store (creating tables) and build one adapter per configured account."""
+    async def open(cls, config: AppConfig, *, announce_in_slack: bool = False) -> Runtime:
+        """Open the store and build every part; with `announce_in_slack`, outcomes are posted in Slack."""
         settings = config.settings
         store = Store.from_url(settings.database_url)
         await store.initialize(migrate=settings.migrate_on_start)
         limiters = LimiterFactory(settings.redis_url, settings.redis_prefix)
         options = HttpOptions(
-            limiter_factory=limiters,
+            limiters=limiters,
             timeout=settings.provider_timeout_seconds,
             deadline=settings.provider_deadline_seconds,
             preview_timeout=settings.preview_timeout_seconds,
         )
         registry = ProviderRegistry.build(config.accounts, config.defaults, options)
         await registry.warm_up()
+        slack: SlackParts | None = None
+        notifier: Notifier = NullNotifier()
+        resolver: GroupResolver | None = None
+        if announce_in_slack:
+            client = create_web_client(settings)
+            slack = SlackParts(client)
+            notifier = SlackNotifier(client, settings.incident_channel, registry)
+            resolver = SlackGroupResolver(create_lookup_client(settings))
         service = StopService(
             store,
             registry,
-            notifier or NullNotifier(),
+            notifier,
+            policy=Policy(config.policy, resolver),
             ttl=timedelta(seconds=settings.request_ttl_seconds),
             preview_timeout=options.preview_timeout,
-            policy=Policy(config.policy),
-            execute_timeout=max(300.0, settings.provider_deadline_seconds * 10),
+            execute_cap=max(300.0, settings.provider_deadline_seconds * 10),
         )
-        return cls(config, store, registry, service, limiters)
+        return cls(config, store, registry, service, limiters, slack)
 
-    def set_notifier(self, notifier: Notifier) -> None:
-        """Replace the notifier (the Slack one needs the Web API client built after the runtime)."""
-        self.service.notifier = notifier
-
-    def start_expiry_loop(self, interval: float | None = None) -> None:
-        """Expire pending requests and settle stuck ones in the background (also right at start)."""
+    def start_background_loops(self, interval: float | None = None) -> None:
+        """Expire pending requests, resume stuck ones and deliver the outbox (also right at start)."""
         every = interval or max(1.0, min(30.0, self.config.settings.request_ttl_seconds / 4))
         self._loops.append(asyncio.create_task(self._expire_forever(every), name="expiry"))
         self._loops.append(asyncio.create_task(self._deliver_forever(OUTBOX_INTERVAL), name="outbox"))
@@ -118,4 +140,3 @@ class Runtime:
         await self.registry.aclose()
         await self.limiters.aclose()
         await self.store.close()
-

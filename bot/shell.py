@@ -10,20 +10,12 @@ import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 
-from bot.core.models import Actor, StopRequest
+from bot.core.models import Actor
 from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, StopCommand, UsageError
 from bot.core.policy import PolicyRefusal
-from bot.core.render import (
-    PHASE_WARNINGS,
-    campaign_summary,
-    display_name,
-    help_text,
-    history_lines,
-    outcome_text,
-    timestamp,
-    trail_lines,
-)
-from bot.core.service import ClickResult, Preview, StopService
+from bot.core.render import card_text, history_lines, outcome_text, trail_lines
+from bot.core.results import ClickResult
+from bot.core.service import StopService
 
 Ask = Callable[[str], Awaitable[str]]
 Say = Callable[[str], None]
@@ -49,35 +41,6 @@ def console_actor(slack_user: str | None = None) -> Actor:
     return Actor(id=f"console:{name}", name=name, source="console")
 
 
-def card_text(request: StopRequest, service: StopService, preview: Preview) -> str:
-    """The confirmation card as plain text."""
-    adapter = service.adapter(request.provider, request.account)
-    host = adapter.api_host if adapter else "?"
-    meaning = adapter.describe_stop() if adapter else ""
-    lines = [
-        "",
-        f"About to stop a {display_name(request.provider)} campaign. Nothing has been sent yet.",
-        f"  Provider   {display_name(request.provider)}",
-        f"  Account    {request.account}",
-        f"  API host   {host}",
-        f"  Campaign   {request.campaign_id}",
-    ]
-    if preview.info is not None:
-        lines.append(f"  Preview    {campaign_summary(preview.info)}")
-        warning = PHASE_WARNINGS.get(preview.info.phase) if preview.info.phase else None
-        if warning:
-            lines.append(f"  WARNING    {warning}")
-    else:
-        lines.append(f"  Preview    none: {preview.unavailable}")
-    lines += [
-        f"  Reason     {request.reason or '(none given)'}",
-        f"  Stopping   {meaning}",
-        f"  Expires    {timestamp(request.expires_at)}",
-        f"  Request    {request.id}",
-    ]
-    return "\n".join(lines)
-
-
 async def handle_line(line: str, service: StopService, actor: Actor, ask: Ask, say: Say) -> ClickResult | None:
     """Handle one typed command; returns the click result when a stop was confirmed or refused."""
     text = line.strip().removeprefix("/stopcampaign").strip()
@@ -87,7 +50,7 @@ async def handle_line(line: str, service: StopService, actor: Actor, ask: Ask, s
         say(f"Error: {exc}")
         return None
     if isinstance(command, HelpCommand):
-        say(help_text(service.registry))
+        say(service.help())
         return None
     if isinstance(command, HistoryCommand | StatusCommand):
         await show_lookup(command, service, say)
@@ -105,7 +68,7 @@ async def show_lookup(command: HistoryCommand | StatusCommand, service: StopServ
     if request is None:
         say(f"No request {command.request_id}.")
         return False
-    say("\n".join(trail_lines(request, trail)))
+    say("\n".join(trail_lines(request, trail, service.facts(request.provider, request.account))))
     return True
 
 
@@ -125,7 +88,8 @@ async def confirm_and_stop(
         )
         return None
     preview = await service.load_preview(request)
-    say(card_text(request, service, preview))
+    facts = service.facts(request.provider, request.account)
+    say(card_text(request, facts, preview.info, preview.unavailable or ""))
     if not assume_yes:
         try:
             answer = await ask("Stop this campaign? Type 'yes' to stop, anything else cancels [yes/N]: ")
@@ -135,12 +99,12 @@ async def confirm_and_stop(
             await service.cancel(request.id, actor)
             say("Cancelled. Nothing was sent to the provider.")
             return None
-    say(f"Stopping {display_name(request.provider)} campaign {request.campaign_id}…")
+    say(f"Stopping {facts.display_name} campaign {request.campaign_id}…")
     result = await service.confirm(request.id, actor)
     if result.refused or result.outcome is None or result.request is None:
-        say(f"Not stopped: {result.message}")
+        say(f"Not stopped: {result.refusal}")
         return result
-    say(outcome_text(result.request, result.outcome))
+    say(outcome_text(result.request, result.outcome, facts))
     return result
 
 

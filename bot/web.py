@@ -29,14 +29,14 @@ def create_web_app(config: AppConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for warning in config.warnings:
             log.warning(warning)
-        runtime = await Runtime.open(config)
-        slack_app = create_slack_app(runtime)
+        runtime = await Runtime.open(config, announce_in_slack=True)
+        slack_app = create_slack_app(config.settings, runtime.service, runtime.tasks)
         app.state.runtime = runtime
         app.state.handler = AsyncSlackRequestHandler(slack_app)
-        runtime.start_expiry_loop()
+        runtime.start_background_loops()
         log.info(
             "stopcampaign ready; providers: %s",
-            ", ".join(c.name for c in runtime.registry.configured_providers()) or "none",
+            ", ".join(kind.name for kind in runtime.registry.configured()) or "none",
         )
         try:
             yield
@@ -64,7 +64,7 @@ def create_web_app(config: AppConfig) -> Starlette:
         body = {
             "status": "ok" if store_ok else "degraded",
             "store": "ok" if store_ok else "unreachable",
-            "providers": [c.name for c in runtime.registry.configured_providers()],
+            "providers": [kind.name for kind in runtime.registry.configured()],
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.core.models import CampaignInfo, Outcome, RequestState, StopRequest
-from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, display_name, outcome_text, timestamp
-from bot.core.service import Preview
-from bot.providers.base import ProviderAdapter
+from bot.core.models import CampaignInfo, Outcome, ProviderFacts, RequestState, StopRequest
+from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, outcome_text, timestamp
+from bot.core.results import Preview
 
 STOP_ACTION = "stopcampaign_confirm"
 CANCEL_ACTION = "stopcampaign_cancel"
@@ -79,19 +78,18 @@ def _message(blocks: list[Block], text: str) -> Message:
     return {"blocks": blocks[:MAX_BLOCKS], "text": clip(text, MAX_TEXT)}
 
 
-def _request_fields(request: StopRequest, adapter: ProviderAdapter[Any] | None) -> list[str]:
-    host = adapter.api_host if adapter else "?"
+def _request_fields(request: StopRequest, facts: ProviderFacts) -> list[str]:
     return [
-        f"*Provider*\n{escape(display_name(request.provider))}",
+        f"*Provider*\n{escape(facts.display_name)}",
         f"*Account*\n{escape(request.account)}",
-        f"*API host*\n`{escape(host)}`",
+        f"*API host*\n`{escape(facts.api_host)}`",
         f"*Campaign id*\n`{escape(request.campaign_id)}`",
         f"*Requested by*\n{user(request.requester.id)}",
         f"*Reason*\n{escape(request.reason) if request.reason else '_none given_'}",
     ]
 
 
-def preview_text(preview: Preview | None, adapter: ProviderAdapter[Any] | None) -> str:
+def preview_text(preview: Preview | None) -> str:
     """The card's preview line: loading, the campaign, or why there is none."""
     if preview is None:
         return "*Campaign:* :hourglass_flowing_sand: asking the provider about this campaign…"
@@ -107,7 +105,7 @@ def _phase_warning(info: CampaignInfo) -> str:
 
 def confirmation_card(
     request: StopRequest,
-    adapter: ProviderAdapter[Any] | None,
+    facts: ProviderFacts,
     preview: Preview | None,
     approvers: str | None = None,
 ) -> Message:
@@ -116,8 +114,8 @@ def confirmation_card(
     For a two-person request (`request.two_person`) it is the approval card posted in the
     channel: `approvers` says who may approve (Slack mentions, already escaped).
     """
-    provider = display_name(request.provider)
-    stop_meaning = adapter.describe_stop() if adapter else ""
+    provider = facts.display_name
+    stop_meaning = facts.stop_meaning
     if request.two_person:
         title = f"Approval needed: stop this {provider} campaign?"
         lead = (
@@ -132,8 +130,8 @@ def confirmation_card(
         stop_label, confirm_text = "Stop campaign", "Stop it"
     blocks = [
         header(title),
-        section(lead, _request_fields(request, adapter)),
-        section(preview_text(preview, adapter)),
+        section(lead, _request_fields(request, facts)),
+        section(preview_text(preview)),
         context(f"*What stopping means on {escape(provider)}:* {escape(stop_meaning)}"),
         {
             "type": "actions",
@@ -185,9 +183,9 @@ def confirmation_card(
     return _message(blocks, text)
 
 
-def stopping_card(request: StopRequest) -> Message:
+def stopping_card(request: StopRequest, facts: ProviderFacts) -> Message:
     """The card while the provider call runs (no buttons: nothing can be clicked twice)."""
-    provider = display_name(request.provider)
+    provider = facts.display_name
     who = user(request.confirmed_by.id) if request.confirmed_by else "someone"
     blocks = [
         header(f"Stopping {provider} campaign…"),
@@ -200,11 +198,11 @@ def stopping_card(request: StopRequest) -> Message:
     return _message(blocks, f"Stopping {provider} campaign {request.campaign_id}…")
 
 
-def ended_card(request: StopRequest) -> Message:
+def ended_card(request: StopRequest, facts: ProviderFacts) -> Message:
     """The card once the request has ended: its outcome, or why it was cancelled or expired."""
-    provider = display_name(request.provider)
+    provider = facts.display_name
     if request.state is RequestState.DONE and request.outcome is not None:
-        return outcome_message(request, request.outcome)
+        return outcome_message(request, request.outcome, facts)
     if request.state is RequestState.CANCELLED:
         who = user(request.ended_by.id) if request.ended_by else "someone"
         title, body = "Stop cancelled", f"Cancelled by {who}. Nothing was sent to {escape(provider)}."
@@ -231,9 +229,11 @@ def ended_card(request: StopRequest) -> Message:
     return _message(blocks, f"{title}: {provider} campaign {request.campaign_id}. {body}")
 
 
-def outcome_message(request: StopRequest, outcome: Outcome, *, permalink: str | None = None) -> Message:
+def outcome_message(
+    request: StopRequest, outcome: Outcome, facts: ProviderFacts, *, permalink: str | None = None
+) -> Message:
     """The outcome for everyone: who, what, the normalized status and the provider's detail."""
-    provider = display_name(outcome.provider)
+    provider = facts.display_name
     icon = STATUS_ICONS.get(outcome.status, "")
     requested = user(request.requester.id)
     confirmed = user(outcome.confirmed_by.id) if outcome.confirmed_by else "?"
@@ -269,7 +269,7 @@ def outcome_message(request: StopRequest, outcome: Outcome, *, permalink: str | 
         notes.append(f"<{permalink}|Message in the channel>")
     notes.append(f"request `{request.id}`")
     blocks.append(context(*notes))
-    text = escape(outcome_text(request, outcome))  # reasons and provider texts are untrusted
+    text = escape(outcome_text(request, outcome, facts))  # reasons and provider texts are untrusted
     if permalink:
         text += f"\n{permalink}"
     return _message(blocks, text)

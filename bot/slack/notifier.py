@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Outcome, StopRequest
-from bot.core.service import DeliveryError
+from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.metrics import SLACK_ERRORS
 from bot.slack.blocks import ended_card, outcome_message
 from bot.slack.responder import post_response
@@ -48,9 +48,10 @@ PERMANENT_ERRORS = frozenset(
 class SlackNotifier:
     """Posts outcome messages with chat.postMessage and updates cards of expired requests."""
 
-    def __init__(self, client: AsyncWebClient, incident_channel: str | None) -> None:
+    def __init__(self, client: AsyncWebClient, incident_channel: str | None, catalog: ProviderCatalog) -> None:
         self.client = client
         self.incident_channel = incident_channel
+        self.catalog = catalog
         self._workspace_url: str | None = None
 
     def targets(self, request: StopRequest) -> list[tuple[str, str]]:
@@ -69,9 +70,10 @@ class SlackNotifier:
         permalink = None
         if target == "incident" and link_ts and request.channel_id:
             permalink = await self._permalink(request.channel_id, link_ts)
+        facts = facts_for(self.catalog, request.provider, request.account)
         try:
             response = await self.client.chat_postMessage(
-                channel=channel, unfurl_links=False, **outcome_message(request, outcome, permalink=permalink)
+                channel=channel, unfurl_links=False, **outcome_message(request, outcome, facts, permalink=permalink)
             )
         except SlackApiError as exc:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
@@ -95,7 +97,8 @@ class SlackNotifier:
 
     async def expired(self, request: StopRequest) -> None:
         """Replace the card of an expired request (its response_url is valid for 30 minutes)."""
-        await post_response(request.response_url, ended_card(request), replace=True)
+        facts = facts_for(self.catalog, request.provider, request.account)
+        await post_response(request.response_url, ended_card(request, facts), replace=True)
 
     async def _permalink(self, channel: str, ts: str) -> str:
         if self._workspace_url is None:

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.core.models import Actor, StopRequest
-from bot.core.service import ClickResult, Refusal
+from bot.core.results import ClickResult
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
 from bot.slack.responder import post_response
@@ -68,29 +68,30 @@ async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps
         if preview is not None:
             preview.cancel()  # it must not redraw the buttons after this
         # Not awaited: Slack being slow must never delay the provider call.
-        stopping.append(asyncio.create_task(post_response(response_url, blocks.stopping_card(request), replace=True)))
+        card = blocks.stopping_card(request, deps.service.facts(request.provider, request.account))
+        stopping.append(asyncio.create_task(post_response(response_url, card, replace=True)))
 
     result = await deps.service.confirm(request_id, actor, on_executing=show_stopping)
     if stopping:
         await asyncio.wait(stopping, timeout=15)  # the final card must land after "stopping…"
-    await _reply(result, actor, response_url)
+    await _reply(result, actor, response_url, deps)
 
 
 async def run_cancel(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
     """Cancel: end the request without a provider call and say so on the card."""
     result = await deps.service.cancel(request_id, actor)
-    await _reply(result, actor, response_url)
+    await _reply(result, actor, response_url, deps)
 
 
-async def _reply(result: ClickResult, actor: Actor, response_url: str | None) -> None:
+async def _reply(result: ClickResult, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
     request = result.request
-    if not result.refused:
-        if request is not None:
-            await post_response(response_url, blocks.ended_card(request), replace=True)
-        return
-    if request is not None and actor.id == request.requester.id and request.state.is_final:
-        # The requester's card is stale: show the request as it ended.
-        await post_response(response_url, blocks.ended_card(request), replace=True)
-    if result.refusal is Refusal.NOT_FOUND:
+    if request is not None:
+        facts = deps.service.facts(request.provider, request.account)
+        stale = result.refused and actor.id == request.requester.id and request.state.is_final
+        if not result.refused or stale:
+            # The card shows the request as it ended (for a refused requester: their card was stale).
+            await post_response(response_url, blocks.ended_card(request, facts), replace=True)
+    elif result.refused:
         log.info("click on an unknown request")
-    await post_response(response_url, blocks.notice(result.message), replace=False)
+    if result.refused:
+        await post_response(response_url, blocks.notice(result.refusal), replace=False)

@@ -13,11 +13,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.core.models import Actor, StopRequest
+from bot.core.models import Actor, RequestState, StopRequest
 from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageError
-from bot.core.policy import PolicyRefusal, mentions
-from bot.core.render import help_text, history_lines, trail_lines
-from bot.core.service import Preview
+from bot.core.policy import PolicyRefusal
+from bot.core.render import history_lines, trail_lines
+from bot.core.results import Preview
 from bot.metrics import COMMANDS
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
@@ -50,7 +50,7 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
         return
     COMMANDS.labels(type(command).__name__.removesuffix("Command").lower()).inc()
     if isinstance(command, HelpCommand):
-        await ack(response_type="ephemeral", **blocks.help_message(help_text(service.registry)))
+        await ack(response_type="ephemeral", **blocks.help_message(service.help()))
         return
     if isinstance(command, HistoryCommand | StatusCommand):
         await ack(response_type="ephemeral", **await _lookup(command, deps))
@@ -90,15 +90,14 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
         )
         return
 
-    adapter = service.adapter(request.provider, request.account)
-    has_preview = adapter is not None and adapter.has_preview
-    preview = None if has_preview else Preview(None, adapter.no_preview_reason if adapter else None)
-    approvers = _approvers(request, deps)
+    facts = service.facts(request.provider, request.account)
+    preview = None if facts.has_preview else Preview(None, facts.no_preview_reason)
     # A two-person request is answered in the channel, so the approvers see the approval card.
     visibility = "in_channel" if request.two_person else "ephemeral"
-    await ack(response_type=visibility, **blocks.confirmation_card(request, adapter, preview, approvers))
+    card = blocks.confirmation_card(request, facts, preview, service.approvers(request))
+    await ack(response_type=visibility, **card)
     deps.tasks.spawn(_check_saved(request, deps), name=f"saved-{request.id}")
-    if has_preview:
+    if facts.has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task
         task.add_done_callback(lambda _: deps.previews.pop(request.id, None))
@@ -118,20 +117,14 @@ async def _check_saved(request: StopRequest, deps: SlackDeps) -> None:
 
 async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
     """Fetch the preview and redraw the card with it, unless the request has moved on."""
-    preview = await deps.service.load_preview(request)
-    current = await deps.service.store.get(request.id)
-    if current is None or current.state.is_final or current.state.value != "pending":
+    service = deps.service
+    preview = await service.load_preview(request)
+    current = await service.request(request.id)
+    if current is None or current.state is not RequestState.PENDING:
         return
-    adapter = deps.service.adapter(request.provider, request.account)
-    card = blocks.confirmation_card(current, adapter, preview, _approvers(current, deps))
+    facts = service.facts(request.provider, request.account)
+    card = blocks.confirmation_card(current, facts, preview, service.approvers(current))
     await post_response(request.response_url, card, replace=True)
-
-
-def _approvers(request: StopRequest, deps: SlackDeps) -> str | None:
-    if not request.two_person:
-        return None
-    confirmers = deps.service.policy.rule(request.provider, request.account).confirmers
-    return mentions(confirmers) if confirmers else None
 
 
 async def _lookup(command: HistoryCommand | StatusCommand, deps: SlackDeps) -> blocks.Message:
@@ -150,7 +143,8 @@ async def _lookup(command: HistoryCommand | StatusCommand, deps: SlackDeps) -> b
         return blocks.notice("The history could not be read right now; try again.")
     if request is None:
         return blocks.notice(f"No request {command.request_id}.")
-    return blocks.lines_message(f"Request {request.id}", trail_lines(request, trail), "")
+    facts = service.facts(request.provider, request.account)
+    return blocks.lines_message(f"Request {request.id}", trail_lines(request, trail, facts), "")
 
 
 def _text(value: Any) -> str:
