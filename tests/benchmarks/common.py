@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import socket
@@ -18,10 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode
 
 import httpx
-from slack_sdk.signature import SignatureVerifier
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.core.models import OutcomeStatus
@@ -29,6 +26,7 @@ from bot.httpserver import RunningServer, start_server
 from bot.providers.registry import ADAPTER_CLASSES, adapter_class
 from bot.sandbox.server import Sandbox
 from bot.slack.blocks import STOP_ACTION
+from tests import slack_requests
 from tests.fakes.slack import FakeSlack
 
 HERE = Path(__file__).resolve().parent
@@ -49,11 +47,8 @@ POLL_INTERVAL = 0.005
 
 
 def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    """Slack's request signature headers for `body` (as ``tests/e2e/conftest.py``'s ``sign``)."""
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    assert signature is not None
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+    """Slack's request signature headers for `body`."""
+    return slack_requests.sign(body, secret, timestamp)
 
 
 def signed_headers(body: bytes) -> dict[str, str]:
@@ -62,52 +57,16 @@ def signed_headers(body: bytes) -> dict[str, str]:
 
 
 def command_body(text: str, response_url: str, *, user: str = REQUESTER, channel: str = CHANNEL) -> bytes:
-    """A ``/stopcampaign`` slash command payload."""
-    form = {
-        "token": "legacy-unused",
-        "team_id": "T0BENCH",
-        "team_domain": "bench",
-        "channel_id": channel,
-        "channel_name": "bench",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": "/stopcampaign",
-        "text": text,
-        "api_app_id": "A0BENCH",
-        "response_url": response_url,
-        "trigger_id": "123.456.abc",
-    }
-    return urlencode(form).encode()
+    """A ``/stopcampaign`` slash command payload (the e2e tests' builder)."""
+    return slack_requests.command_body(text, response_url, user=user, channel=channel, team="T0BENCH")
 
 
 def click_body(value: str, response_url: str, *, action_id: str = STOP_ACTION, user: str = REQUESTER) -> bytes:
     """A ``block_actions`` payload for a click on a card button carrying `value` (the request id)."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0BENCH", "domain": "bench"},
-        "user": {"id": user, "username": user.lower(), "team_id": "T0BENCH"},
-        "api_app_id": "A0BENCH",
-        "token": "legacy-unused",
-        "container": {
-            "type": "message",
-            "message_ts": "1700000000.000001",
-            "channel_id": CHANNEL,
-            "is_ephemeral": True,
-        },
-        "trigger_id": "123.456.def",
-        "channel": {"id": CHANNEL, "name": "bench"},
-        "response_url": response_url,
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "stopcampaign_buttons",
-                "type": "button",
-                "value": value,
-                "action_ts": "1700000000.1",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)}).encode()
+    payload = slack_requests.block_actions_payload(
+        value, response_url, user=user, channel=CHANNEL, action_id=action_id, team="T0BENCH"
+    )
+    return slack_requests.interactive_body(payload)
 
 
 def stop_button_value(card: Any) -> str | None:

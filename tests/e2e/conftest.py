@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-from slack_sdk.signature import SignatureVerifier
 
 from bot.config import load_config
 from bot.httpserver import RunningServer, start_server
@@ -20,6 +17,7 @@ from bot.providers.registry import adapter_class
 from bot.runtime import Runtime
 from bot.sandbox.server import Sandbox, start_sandbox
 from bot.web import create_web_app
+from tests import slack_requests
 from tests.fakes.slack import FakeSlack
 
 SIGNING_SECRET = "e2e-signing-secret-0123456789abcdef"
@@ -32,10 +30,7 @@ OTHER = "U0BOB"
 
 def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
     """Slack's request signature headers for `body`."""
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    assert signature is not None
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+    return slack_requests.sign(body, secret, timestamp)
 
 
 @dataclass
@@ -61,21 +56,8 @@ class AppUnderTest:
     async def command(
         self, text: str, *, user: str = REQUESTER, channel: str = CHANNEL, **sign_args: Any
     ) -> httpx.Response:
-        form = {
-            "token": "legacy-unused",
-            "team_id": "T0FAKE",
-            "team_domain": "fake",
-            "channel_id": channel,
-            "channel_name": "marketing-oncall",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/stopcampaign",
-            "text": text,
-            "api_app_id": "A0APP",
-            "response_url": self.slack.response_url(),
-            "trigger_id": "123.456.abc",
-        }
-        return await self.post_signed(urlencode(form).encode(), "application/x-www-form-urlencoded", **sign_args)
+        body = slack_requests.command_body(text, self.slack.response_url(), user=user, channel=channel)
+        return await self.post_signed(body, "application/x-www-form-urlencoded", **sign_args)
 
     async def click(
         self,
@@ -86,33 +68,11 @@ class AppUnderTest:
         payload_extra: dict[str, Any] | None = None,
         response_url: str | None = None,
     ) -> httpx.Response:
-        payload: dict[str, Any] = {
-            "type": "block_actions",
-            "team": {"id": "T0FAKE", "domain": "fake"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
-            "api_app_id": "A0APP",
-            "token": "legacy-unused",
-            "container": {
-                "type": "message",
-                "message_ts": "1700000000.000001",
-                "channel_id": CHANNEL,
-                "is_ephemeral": True,
-            },
-            "trigger_id": "123.456.def",
-            "channel": {"id": CHANNEL, "name": "marketing-oncall"},
-            "response_url": response_url or self.slack.response_url(),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "stopcampaign_buttons",
-                    "type": "button",
-                    "value": value,
-                    "action_ts": "1700000000.1",
-                }
-            ],
-        }
+        payload = slack_requests.block_actions_payload(
+            value, response_url or self.slack.response_url(), user=user, channel=CHANNEL, action_id=action_id
+        )
         payload.update(payload_extra or {})
-        body = urlencode({"payload": json.dumps(payload)}).encode()
+        body = slack_requests.interactive_body(payload)
         return await self.post_signed(body, "application/x-www-form-urlencoded")
 
 

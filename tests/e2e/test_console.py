@@ -176,7 +176,8 @@ def test_history_and_status_in_the_console(tmp_path: Path) -> None:
 
     from bot.core.models import Actor
     from bot.core.parsing import StopCommand
-    from bot.core.service import NullNotifier, StopService
+    from bot.core.ports import NullNotifier
+    from bot.core.service import StopService
     from bot.providers.registry import ProviderRegistry
     from bot.store.repository import Store
 

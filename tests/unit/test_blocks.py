@@ -17,11 +17,11 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
-from bot.core.service import Preview
+from bot.core.results import Preview
 from bot.providers.clevertap import CleverTapAccount, CleverTapAdapter
 from bot.slack import blocks
 
-ADAPTER = CleverTapAdapter("prod", CleverTapAccount(account_id="A", passcode="p", region="in1"))
+FACTS = CleverTapAdapter("prod", CleverTapAccount(account_id="A", passcode="p", region="in1")).facts
 
 
 def request(**changes: Any) -> StopRequest:
@@ -78,7 +78,7 @@ def check_limits(message: dict[str, Any]) -> None:
 
 
 def test_confirmation_card() -> None:
-    card = blocks.confirmation_card(request(), ADAPTER, Preview(None, ADAPTER.no_preview_reason))
+    card = blocks.confirmation_card(request(), FACTS, Preview(None, FACTS.no_preview_reason))
     check_limits(card)
     rendered = str(card)
     assert "<!channel>" not in rendered and "&lt;!channel&gt;" in rendered  # no mass mention from a reason
@@ -91,16 +91,18 @@ def test_confirmation_card() -> None:
 
 
 def test_preview_states() -> None:
-    loading = blocks.confirmation_card(request(), ADAPTER, None)
+    loading = blocks.confirmation_card(request(), FACTS, None)
     assert "asking the provider" in str(loading)
     stopped = Preview(CampaignInfo(name="Sale", state="stopped", phase=CampaignPhase.STOPPED, size=10))
-    card = blocks.confirmation_card(request(), ADAPTER, stopped)
+    card = blocks.confirmation_card(request(), FACTS, stopped)
     assert "already stopped" in str(card) and "Sale" in str(card)
 
 
 @pytest.mark.parametrize("status", list(OutcomeStatus))
 def test_outcome_message_for_every_status(status: OutcomeStatus) -> None:
-    message = blocks.outcome_message(request(), outcome(status=status), permalink="https://x.slack.com/archives/C/p1")
+    message = blocks.outcome_message(
+        request(), outcome(status=status), FACTS, permalink="https://x.slack.com/archives/C/p1"
+    )
     check_limits(message)
     assert status.label in message["text"]
     assert "https://x.slack.com/archives/C/p1" in str(message)
@@ -111,19 +113,20 @@ def test_huge_untrusted_text_is_clipped() -> None:
     message = blocks.outcome_message(
         request(reason=long, campaign_id="9" * 200),
         outcome(detail=long, provider_message=long, campaign=CampaignInfo(name=long, state=long)),
+        FACTS,
     )
     check_limits(message)
 
 
 @pytest.mark.parametrize("state", [RequestState.CANCELLED, RequestState.EXPIRED])
 def test_ended_cards(state: RequestState) -> None:
-    card = blocks.ended_card(request(state=state, ended_by=Actor(id="U0ALICE")))
+    card = blocks.ended_card(request(state=state, ended_by=Actor(id="U0ALICE")), FACTS)
     check_limits(card)
     assert not [b for b in card["blocks"] if b["type"] == "actions"]
     assert "Nothing was sent" in str(card)
 
 
 def test_stopping_card_has_no_buttons() -> None:
-    card = blocks.stopping_card(request(confirmed_by=Actor(id="U0ALICE")))
+    card = blocks.stopping_card(request(confirmed_by=Actor(id="U0ALICE")), FACTS)
     check_limits(card)
     assert not [b for b in card["blocks"] if b["type"] == "actions"]

@@ -1,92 +1,280 @@
-"""StopService edge cases: a stop that hangs past its cap, and a shutdown in the middle of a stop."""
+"""The core's jobs against a real store (SQLite) and fake ports: lifecycle, execution, outbox, recovery.
+
+The provider, catalog and notifier here are small fakes of the core's ports (`bot.core.ports`):
+the core must work with anything that keeps those promises.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from bot.core.models import Actor, Outcome, RequestState
+from bot.core.models import (
+    Actor,
+    Attempt,
+    AttemptState,
+    CampaignInfo,
+    Outcome,
+    OutcomeStatus,
+    ProviderFacts,
+    ProviderKind,
+    RequestState,
+    StopRequest,
+    utcnow,
+)
 from bot.core.parsing import StopCommand
-from bot.core.service import NullNotifier, StopService
-from bot.providers.clevertap import CleverTapAccount, CleverTapAdapter
-from bot.providers.registry import ProviderRegistry
+from bot.core.policy import Policy, PolicyConfig
+from bot.core.ports import AttemptLog, DeliveryError, PreviewUnavailable
+from bot.core.service import StopService
 from bot.store.repository import Store
+from bot.store.schema import stop_requests
 
 ALICE = Actor(id="U0ALICE")
+BOB = Actor(id="U0BOB")
+KIND = ProviderKind("fake", "Fake", ("fk",), "digits")
 
 
-class HangingAdapter(CleverTapAdapter):
-    """A CleverTap adapter whose stop never answers; `entered` is set when the stop starts."""
+@dataclass
+class FakeProvider:
+    """A provider that answers `stopped`, or hangs until released when `hang` is set."""
 
-    entered: ClassVar[asyncio.Event]
+    hang: bool = False
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    stops: list[tuple[str, tuple[Attempt, ...]]] = field(default_factory=list)
 
-    async def stop(self, campaign_id: str) -> Outcome:
+    @property
+    def facts(self) -> ProviderFacts:
+        return ProviderFacts("fake", "Fake", "default", "fake.example", "It stops.", True, "", "digits")
+
+    async def preview(self, campaign_id: str) -> CampaignInfo:
+        raise PreviewUnavailable("fake previews are unavailable")
+
+    async def read_state(self, campaign_id: str) -> CampaignInfo | None:
+        return None
+
+    async def stop(
+        self, campaign_id: str, *, earlier: Sequence[Attempt] = (), log: AttemptLog | None = None
+    ) -> Outcome:
+        self.stops.append((campaign_id, tuple(earlier)))
         self.entered.set()
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+        if self.hang:
+            await asyncio.Event().wait()
+        return Outcome(status=OutcomeStatus.STOPPED, provider="fake", account="default", campaign_id=campaign_id,
+                       attempts=1, detail="stopped by the fake")
+
+    def scrub(self, text: str) -> str:
+        return text
+
+
+@dataclass
+class FakeCatalog:
+    provider: FakeProvider
+
+    def kinds(self) -> Sequence[ProviderKind]:
+        return [KIND]
+
+    def kind(self, name: str) -> ProviderKind | None:
+        return KIND if KIND.named(name) else None
+
+    def configured(self) -> Sequence[ProviderKind]:
+        return [KIND]
+
+    def accounts(self, provider: str) -> list[str]:
+        return ["default"] if provider == "fake" else []
+
+    def default_account(self, provider: str) -> str | None:
+        return "default" if provider == "fake" else None
+
+    def parse_campaign_id(self, provider: str, raw: str) -> str:
+        return raw
+
+    def get(self, provider: str, account: str) -> FakeProvider | None:
+        return self.provider if (provider, account) == ("fake", "default") else None
+
+
+@dataclass
+class FakeNotifier:
+    """Posts into a list; fails the next `failures` posts with `error`."""
+
+    posts: list[tuple[str, str, str]] = field(default_factory=list)
+    failures: list[DeliveryError] = field(default_factory=list)
+
+    def targets(self, request: StopRequest) -> list[tuple[str, str]]:
+        return [("channel", request.channel_id or "C0"), ("incident", "C0INC")]
+
+    async def post(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
+    ) -> str | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.posts.append((request.id, target, channel))
+        return f"17000.{len(self.posts)}"
+
+    async def expired(self, request: StopRequest) -> None:
+        self.posts.append((request.id, "expired", request.channel_id or ""))
+
+
+@dataclass
+class Core:
+    service: StopService
+    store: Store
+    provider: FakeProvider
+    notifier: FakeNotifier
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[StopService]:
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
     store = Store.from_url(f"sqlite:///{tmp_path / 's.db'}")
     await store.initialize()
-    HangingAdapter.entered = asyncio.Event()
-    adapter = HangingAdapter("default", CleverTapAccount(account_id="A", passcode="pass"))
-    registry = ProviderRegistry([adapter], {"clevertap": "default"})
-    yield StopService(store, registry, NullNotifier(), execute_timeout=0.3)
-    await registry.aclose()
+    provider = FakeProvider()
+    notifier = FakeNotifier()
+    service = StopService(store, FakeCatalog(provider), notifier, policy=Policy(PolicyConfig()))
+    yield Core(service, store, provider, notifier)
     await store.close()
 
 
-async def new_request(service: StopService) -> str:
-    command = StopCommand("clevertap", "default", "1457432766", "test")
-    return (await service.create_request(command, ALICE)).id
+async def new_request(core: Core) -> str:
+    command = StopCommand("fake", "default", "42", "test")
+    return (await core.service.create_request(command, ALICE, channel_id="C0CHAN")).id
 
 
-async def test_a_stop_past_its_cap_ends_as_unknown(service: StopService) -> None:
-    request_id = await new_request(service)
-    result = await service.confirm(request_id, ALICE)
-    assert result.outcome is not None and result.outcome.status.value == "unknown"
+# ----- lifecycle ---------------------------------------------------------------------------------
+
+
+async def test_a_confirm_stops_once_stores_then_announces(core: Core) -> None:
+    request_id = await new_request(core)
+    clicks = (core.service.confirm(request_id, ALICE), core.service.confirm(request_id, ALICE))
+    first, second = await asyncio.gather(*clicks)
+    assert sorted([first.refused, second.refused]) == [False, True]
+    assert len(core.provider.stops) == 1
+    stored = await core.store.get(request_id)
+    assert stored is not None and stored.state is RequestState.DONE and stored.outcome is not None
+    assert stored.outcome.requested_by == ALICE and stored.outcome.confirmed_by == ALICE
+    assert core.notifier.posts == [(request_id, "channel", "C0CHAN"), (request_id, "incident", "C0INC")]
+    refused = first if first.refused else second
+    assert "already" in refused.refusal
+
+
+async def test_only_the_requester_confirms_and_cancels(core: Core) -> None:
+    request_id = await new_request(core)
+    assert "Only" in (await core.service.confirm(request_id, BOB)).refusal
+    assert "Only" in (await core.service.cancel(request_id, BOB)).refusal
+    cancelled = await core.service.cancel(request_id, ALICE)
+    assert not cancelled.refused and cancelled.request is not None
+    assert cancelled.request.state is RequestState.CANCELLED
+    again = await core.service.confirm(request_id, ALICE)
+    assert again.refusal == "This request was cancelled by U0ALICE."
+    assert core.provider.stops == []
+    trail = [entry.event for entry in (await core.service.trail(request_id))[1]]
+    assert trail == ["created", "refused", "refused", "cancelled"]
+
+
+async def test_an_unknown_request_is_refused_after_one_reread(core: Core) -> None:
+    result = await core.service.confirm("nope", ALICE)
+    assert result.request is None and result.refusal == "This stop request does not exist."
+
+
+async def test_expiry_ends_pending_requests_and_tells_the_requester(core: Core) -> None:
+    request_id = await new_request(core)
+    async with core.store.engine.begin() as conn:
+        await conn.execute(update(stop_requests).values(expires_at=utcnow() - timedelta(seconds=1)))
+    expired = await core.service.expire_due()
+    assert [r.id for r in expired] == [request_id] and expired[0].state is RequestState.EXPIRED
+    assert (request_id, "expired", "C0CHAN") in core.notifier.posts
+    late = await core.service.confirm(request_id, ALICE)
+    assert "expired before it was confirmed; nothing was sent to Fake" in late.refusal
+
+
+async def test_a_deferred_insert_is_waited_for_by_reads_of_this_process(core: Core) -> None:
+    command = StopCommand("fake", "default", "42", "")
+    request = await core.service.create_request(command, ALICE, defer_insert=True)
+    assert await core.service.request(request.id) is not None  # waits for the write, never misses it
+    assert await core.service.saved(request.id)
+    assert [r.id for r in await core.service.history()] == [request.id]
+
+
+# ----- execution ---------------------------------------------------------------------------------
+
+
+async def test_a_stop_past_its_cap_ends_as_unknown(core: Core) -> None:
+    core.provider.hang = True
+    core.service.execution.cap_seconds = 0.3
+    request_id = await new_request(core)
+    result = await core.service.confirm(request_id, ALICE)
+    assert result.outcome is not None and result.outcome.status is OutcomeStatus.UNKNOWN
     assert "did not finish within 0.3 s" in result.outcome.detail
-    stored = await service.store.get(request_id)
+    stored = await core.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE
 
 
-async def test_a_shutdown_mid_stop_stores_an_honest_outcome(service: StopService) -> None:
-    service.execute_timeout = 60
-    request_id = await new_request(service)
-    task: asyncio.Task[Any] = asyncio.create_task(service.confirm(request_id, ALICE))
-    await HangingAdapter.entered.wait()
+async def test_a_shutdown_mid_stop_stores_an_honest_outcome(core: Core) -> None:
+    core.provider.hang = True
+    request_id = await new_request(core)
+    task: asyncio.Task[Any] = asyncio.create_task(core.service.confirm(request_id, ALICE))
+    await core.provider.entered.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    stored = await service.store.get(request_id)
+    stored = await core.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE
-    assert stored.outcome is not None and stored.outcome.status.value == "unknown"
+    assert stored.outcome is not None and stored.outcome.status is OutcomeStatus.UNKNOWN
     assert "shut down while this stop was running" in stored.outcome.detail
 
 
-async def test_a_long_stop_keeps_its_request_alive_for_recovery(service: StopService) -> None:
-    service.heartbeat_seconds = 0.01
-    request_id = await new_request(service)
+async def test_a_long_stop_keeps_its_request_alive_for_recovery(core: Core) -> None:
+    core.provider.hang = True
+    core.service.execution.heartbeat_seconds = 0.01
     beats = asyncio.Event()
-    real_touch = service.store.touch
+    real_touch = core.store.touch
 
-    async def touch(rid: str) -> None:
-        await real_touch(rid)
+    async def touch(request_id: str) -> None:
+        await real_touch(request_id)
         beats.set()
 
-    service.store.touch = touch  # type: ignore[method-assign,assignment]
-    task: asyncio.Task[Any] = asyncio.create_task(service.confirm(request_id, ALICE))
-    await HangingAdapter.entered.wait()
+    core.store.touch = touch  # type: ignore[method-assign]
+    request_id = await new_request(core)
+    task: asyncio.Task[Any] = asyncio.create_task(core.service.confirm(request_id, ALICE))
+    await core.provider.entered.wait()
     await beats.wait()
     # A request refreshed this instant is not stuck, however old its stop is.
-    assert await service.recover_stuck(timedelta(seconds=5)) == []
+    assert await core.service.recover_stuck(timedelta(seconds=5)) == []
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# ----- recovery ----------------------------------------------------------------------------------
+
+
+async def test_recovery_hands_a_stuck_stop_to_the_provider_with_its_doubt(core: Core) -> None:
+    request_id = await new_request(core)
+    assert await core.store.claim_for_execution(request_id, ALICE)
+    assert await core.service.recover_stuck(timedelta(seconds=-1)) != []  # every executing request is stuck
+    [(campaign, earlier)] = core.provider.stops
+    assert campaign == "42" and [a.state for a in earlier] == [AttemptState.SENDING]
+    stored = await core.store.get(request_id)
+    assert stored is not None and stored.state is RequestState.DONE
+    assert len(core.notifier.posts) == 2
+    assert await core.service.recover_stuck(timedelta(seconds=-1)) == []  # settled once
+
+
+# ----- outbox ------------------------------------------------------------------------------------
+
+
+async def test_a_post_slack_cannot_take_now_is_retried_and_a_permanent_refusal_is_not(core: Core) -> None:
+    core.notifier.failures = [DeliveryError("ratelimited", permanent=False), DeliveryError("channel_not_found",
+                                                                                       permanent=True)]
+    request_id = await new_request(core)
+    await core.service.confirm(request_id, ALICE)
+    assert core.notifier.posts == []  # both posts failed
+    due = await core.store.due_deliveries()
+    assert due == []  # the retry waits for its backoff; the permanent failure never comes back
+    events = [(e.event, e.detail.get("will_retry")) for e in await core.store.audit(request_id)]
+    assert ("announce_failed", True) in events and ("announce_failed", False) in events
