@@ -183,12 +183,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("http_500", every(S.PROVIDER_ERROR), on_stop=(status(500),)),
     Scenario("http_502", every(S.PROVIDER_ERROR), on_stop=(status(502),)),
     Scenario("http_503", every(S.PROVIDER_ERROR), on_stop=(status(503),)),
-    # 503 on the stop and on every read: nothing can settle it. CleverTap and Sonarly call it a
-    # provider error, Telco WWT and Altcraft `unknown` (both fit the README's definitions, and each
-    # adapter's unit tests pin its choice).
+    # 503 on the stop and on every read: nothing can settle it. Every stop got an answer (a
+    # failure), so the engine's attempt history makes it a provider error everywhere: `unknown`
+    # is kept for stops that got no usable answer at all.
     Scenario(
         "http_503_stop_and_reads",
-        each(S.PROVIDER_ERROR, S.PROVIDER_ERROR, S.UNKNOWN, S.UNKNOWN),
+        every(S.PROVIDER_ERROR),
         on_stop=(status(503),),
         on_reads=status(503),
         stops={"sonarly": 1, "wwt": 1},

@@ -11,9 +11,11 @@ import pytest
 import respx
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from bot.core.models import OutcomeStatus
-from bot.providers.base import CampaignIdError, HttpOptions
+from bot.core.ports import CampaignIdError
+from bot.providers.base import HttpOptions
 from bot.providers.clevertap import REGION_HOSTS, CleverTapAccount, CleverTapAdapter
 from bot.providers.wire import Reply
 from tests.unit.sandbox_fixtures import fast_limiter
@@ -189,7 +191,7 @@ def test_regions_and_base_url() -> None:
     with pytest.raises(ValueError, match="unknown region"):
         CleverTapAccount(account_id="A", passcode="p", region="mars1")
     # No silent default: an India project sent to the EU host would only ever hear 401.
-    with pytest.raises(ValueError, match="region") as missing:
+    with pytest.raises(ValidationError, match="region") as missing:
         CleverTapAccount(account_id="A", passcode="p")
     assert missing.value.errors()[0]["loc"] == ("region",)
 

@@ -38,7 +38,8 @@ def test_env_account_and_settings() -> None:
         ({**CT, "CLEVERTAP_BASE_URL": "http://h:abc"}, "CLEVERTAP_BASE_URL: must be an http(s) URL"),
         ({**CT, "CLEVERTAP_BASE_URL": "http://h\x01x/"}, "CLEVERTAP_BASE_URL: must be"),
         ({**CT, "CLEVERTAP_PASSCODE": "pässword"}, "CLEVERTAP_PASSCODE: must be printable ASCII"),
-        ({"STUCK_EXECUTING_SECONDS": "40"}, "STUCK_EXECUTING_SECONDS: Input should be greater than or equal to 60"),
+        ({"STUCK_EXECUTING_SECONDS": "2"}, "STUCK_EXECUTING_SECONDS: Input should be greater than or equal to 4"),
+        ({"RESUME_MAX_AGE_SECONDS": "10"}, "RESUME_MAX_AGE_SECONDS: Input should be greater than or equal to 60"),
         ({"CLEVERTAP_PASSCODE": "p", "CLEVERTAP_BASE_URL": "https://x.example"}, "CLEVERTAP_ACCOUNT_ID: required"),
         ({"PORT": "eighty"}, "PORT:"),
         ({"REQUEST_TTL_SECONDS": "0"}, "REQUEST_TTL_SECONDS:"),
@@ -109,7 +110,7 @@ def test_several_accounts_of_one_provider_in_toml(tmp_path: Path) -> None:
     assert set(config.accounts["sonarly"]) == {"main"}
 
 
-POLICY_ACCOUNTS = '[providers.clevertap.prod]\naccount_id = "A"\npasscode = "p"\n'
+POLICY_ACCOUNTS = '[providers.clevertap.prod]\naccount_id = "A"\npasscode = "p"\nregion = "eu1"\n'
 
 
 def test_policy_in_toml(tmp_path: Path) -> None:
