@@ -15,3 +15,7 @@ PROVIDER_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SLACK_ERRORS = Counter("stopcampaign_slack_api_errors_total", "Slack API calls that failed", ["method", "error"])
+LIMITER_FALLBACKS = Counter(
+    "stopcampaign_limiter_fallbacks_total",
+    "Provider calls sent under this process's own limits because the shared limiter (Redis) failed",
+)

@@ -61,11 +61,20 @@ def create_web_app(config: AppConfig) -> Starlette:
     async def healthz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         store_ok = await runtime.store.ping()
-        body = {
-            "status": "ok" if store_ok else "degraded",
+        degraded: dict[str, str] = {}
+        if not store_ok:
+            degraded["store"] = "the database does not answer"
+        if not await runtime.limiters.ping():
+            degraded["rate_limits"] = "the shared limiter (Redis) does not answer; limits are kept per process"
+        body: dict[str, object] = {
+            "status": "degraded" if degraded else "ok",
             "store": "ok" if store_ok else "unreachable",
             "providers": [kind.name for kind in runtime.registry.configured()],
         }
+        if degraded:
+            body["degraded"] = degraded
+        # Only a store that cannot be reached makes the process unfit to serve; stops still go out
+        # without Redis.
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     return Starlette(

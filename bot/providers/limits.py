@@ -11,6 +11,11 @@ requests do not all take the same time to get there: three sent just inside one 
 arrive as four inside the provider's. So consecutive requests of an account are also spaced
 by ``SPACING / rate`` (10 % slower than the limit): any three then span at least 1.1 s, which
 absorbs up to 100 ms of jitter between leaving here and arriving there.
+
+A rate-limit cache never blocks a kill switch: when Redis fails (down, unreachable, too slow),
+every account falls back to its limits in this process (`SharedLimiter`), a warning is logged
+once per outage, `stopcampaign_limiter_fallbacks_total` counts the calls, and `/healthz`
+reports the limits as degraded. Redis is tried again every `RETRY_REDIS_SECONDS`.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+from bot.metrics import LIMITER_FALLBACKS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,11 @@ SLOT_LEASE_SECONDS = 120
 """A slot held by a process that died frees itself after this long."""
 SPACING = 1.1
 """Consecutive requests of one account are at least SPACING / rate seconds apart."""
+REDIS_TIMEOUT_SECONDS = 1.0
+"""Connect and socket timeout of the limiter's Redis calls: a hung Redis must not hold a stop."""
+RETRY_REDIS_SECONDS = 5.0
+"""After a Redis failure, limits stay local this long before Redis is tried again."""
+REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class AccountLimiter(Protocol):
@@ -40,6 +54,10 @@ class AccountLimiter(Protocol):
 
     rate_per_second: float
     max_in_flight: int
+
+    async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Wait until a request may go; `ready` is awaited once admitted, before the last spacing gate."""
+        ...
 
     async def __aenter__(self) -> None: ...
 
@@ -105,14 +123,20 @@ class LocalLimiter:
         self._rate = _RateWindow(MemoryStorage(), key, rate_per_second)
         self._spacing = _LocalSpacing(SPACING / rate_per_second)
 
-    async def __aenter__(self) -> None:
+    async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Take an in-flight slot and a place in the rate window; `ready` runs before the spacing gate."""
         await self._in_flight.acquire()
         try:
             await self._rate.wait()
+            if ready is not None:
+                await ready()
             await self._spacing.wait()  # last: nothing may stand between the gate and the send
         except BaseException:
             self._in_flight.release()
             raise
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -135,15 +159,21 @@ class RedisLimiter:
         self._spacing = _RedisSpacing(redis, f"{prefix}:spacing:{key}", SPACING / rate_per_second)
         self._held: list[Any] = []
 
-    async def __aenter__(self) -> None:
+    async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Take a shared slot and a place in the shared window; `ready` runs before the spacing gate."""
         slot = await self._take_slot()
         try:
             await self._rate.wait()
+            if ready is not None:
+                await ready()
             await self._spacing.wait()  # last: nothing may stand between the gate and the send
         except BaseException:
             await _release(slot)
             raise
         self._held.append(slot)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -166,6 +196,91 @@ async def _release(lock: Any) -> None:
         await lock.release()
 
 
+class RedisOutage:
+    """Whether the shared limiter's Redis is usable; one per process, shared by every account."""
+
+    def __init__(self, retry_seconds: float = RETRY_REDIS_SECONDS) -> None:
+        self.retry_seconds = retry_seconds
+        self.since: float | None = None
+        """Wall-clock time the current outage began, or None while Redis works."""
+        self._retry_at = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """True during an outage (limits are kept per process)."""
+        return self.since is not None
+
+    def usable(self) -> bool:
+        """True when Redis should be tried (it works, or it is time to try it again)."""
+        return time.monotonic() >= self._retry_at
+
+    def failed(self, exc: BaseException) -> None:
+        """Redis failed: keep limits local for a while; warn once per outage."""
+        self._retry_at = time.monotonic() + self.retry_seconds
+        if self.since is None:
+            self.since = time.time()
+            log.warning(
+                "the shared rate limiter (Redis) failed (%s); provider calls go out under this process's own "
+                "limits until it is back",
+                type(exc).__name__,
+            )
+
+    def recovered(self) -> None:
+        """Redis answered again."""
+        if self.since is not None:
+            log.warning("the shared rate limiter (Redis) is back after %.0f s", time.time() - self.since)
+            self.since = None
+
+
+class SharedLimiter:
+    """The Redis limiter while Redis works, else this process's own limits for the same account."""
+
+    def __init__(self, shared: RedisLimiter, local: LocalLimiter, outage: RedisOutage) -> None:
+        self.rate_per_second = shared.rate_per_second
+        self.max_in_flight = shared.max_in_flight
+        self._shared = shared
+        self._local = local
+        self._outage = outage
+        self._held: dict[asyncio.Task[Any] | None, list[AccountLimiter]] = {}
+
+    async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Redis's limits, else (Redis failed) this process's own; `ready` runs once, when admitted."""
+        used: AccountLimiter = self._local
+        called = False
+
+        async def once() -> None:
+            nonlocal called
+            if ready is not None and not called:
+                called = True
+                await ready()
+
+        if self._outage.usable():
+            try:
+                await self._shared.acquire(once)
+            except REDIS_FAILURES as exc:
+                self._outage.failed(exc)
+            else:
+                self._outage.recovered()
+                used = self._shared
+        if used is self._local:
+            LIMITER_FALLBACKS.inc()
+            await self._local.acquire(once)
+        self._held.setdefault(asyncio.current_task(), []).append(used)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task = asyncio.current_task()
+        held = self._held[task]
+        used = held.pop()
+        if not held:
+            del self._held[task]
+        await used.__aexit__(exc_type, exc, tb)
+
+
 class LimiterFactory:
     """Builds the limiter of each account: local, or on Redis when a URL is given."""
 
@@ -174,26 +289,39 @@ class LimiterFactory:
         self.prefix = prefix
         self._redis: Any = None
         self._storage: Storage | None = None
+        self.outage = RedisOutage()
         if redis_url:
             import redis.asyncio as redis_asyncio
 
-            self._redis = redis_asyncio.from_url(redis_url)
-            self._storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{prefix}:rate")
+            wait = REDIS_TIMEOUT_SECONDS
+            self._redis = redis_asyncio.from_url(redis_url, socket_connect_timeout=wait, socket_timeout=wait)
+            self._storage = RedisStorage(
+                _limits_uri(redis_url),
+                implementation="redispy",
+                key_prefix=f"{prefix}:rate",
+                socket_connect_timeout=wait,
+                socket_timeout=wait,
+            )
 
     def __call__(self, provider: str, account: str, rate_per_second: float, max_in_flight: int) -> AccountLimiter:
         key = f"{provider}:{account}"
         if self._redis is None or self._storage is None:
             return LocalLimiter(key, rate_per_second, max_in_flight)
-        return RedisLimiter(self._redis, self._storage, key, rate_per_second, max_in_flight, self.prefix)
+        shared = RedisLimiter(self._redis, self._storage, key, rate_per_second, max_in_flight, self.prefix)
+        return SharedLimiter(shared, LocalLimiter(key, rate_per_second, max_in_flight), self.outage)
 
     async def ping(self) -> bool:
-        """True when Redis answers (always True without Redis)."""
+        """True when Redis answers (always True without Redis); an answer ends an outage."""
         if self._redis is None:
             return True
         try:
-            return bool(await self._redis.ping())
-        except Exception:
+            answered = bool(await self._redis.ping())
+        except REDIS_FAILURES as exc:
+            self.outage.failed(exc)
             return False
+        if answered:
+            self.outage.recovered()
+        return answered
 
     async def aclose(self) -> None:
         """Close the Redis connections."""
