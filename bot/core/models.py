@@ -32,6 +32,7 @@ class OutcomeStatus(StrEnum):
     RATE_LIMITED = "rate_limited"
     PROVIDER_ERROR = "provider_error"
     UNREACHABLE = "unreachable"
+    NOT_SENT = "not_sent"
     UNKNOWN = "unknown"
 
     @property
@@ -64,6 +65,9 @@ _DESCRIPTIONS: dict[OutcomeStatus, str] = {
     OutcomeStatus.RATE_LIMITED: "The provider's rate limit refused the stop: the campaign may still be sending.",
     OutcomeStatus.PROVIDER_ERROR: "The provider failed: the campaign may still be sending.",
     OutcomeStatus.UNREACHABLE: "The provider could not be reached; nothing was sent.",
+    OutcomeStatus.NOT_SENT: (
+        "The stop was not sent; nothing reached the provider. Confirm again if it still needs stopping."
+    ),
     OutcomeStatus.UNKNOWN: "The stop was sent but its result could not be learned: check the provider's dashboard.",
 }
 
@@ -189,6 +193,8 @@ class StopRequest(BaseModel):
     created_at: datetime
     expires_at: datetime
     confirmed_by: Actor | None = None
+    confirmed_at: datetime | None = None
+    """When the Stop click (or the approval) that made it `executing` was taken."""
     ended_by: Actor | None = None
     end_reason: str | None = None
     preview: CampaignInfo | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.core.models import (
@@ -34,10 +34,12 @@ class PreviewUnavailable(Exception):
 class DeliveryError(Exception):
     """A post was not accepted; `permanent` when trying again cannot help (unknown channel…)."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.retry_after = retry_after
+        """Seconds Slack asked us to wait before trying again (a rate limit), when it said."""
 
 
 # ----- providers ---------------------------------------------------------------------------------
@@ -163,11 +165,32 @@ class Store(Protocol):
     async def touch(self, request_id: str) -> None:
         """Heartbeat of a request being executed."""
 
-    async def stuck_executing(self, older_than: datetime) -> list[StopRequest]:
-        """Requests executing whose last sign of life is older than `older_than`."""
+    async def stuck_executing(self, silent_for: timedelta) -> list[StopRequest]:
+        """Requests executing with no sign of life for `silent_for`, on the database's clock."""
 
-    async def take_for_recovery(self, request_id: str, older_than: datetime) -> bool:
+    async def take_for_recovery(self, request_id: str, silent_for: timedelta) -> bool:
         """Claim a stuck request for recovery (one process wins)."""
+
+    async def release(self, request_id: str) -> None:
+        """Give an executing request up (shutting down): any process may resume it at once."""
+
+    async def db_now(self) -> datetime:
+        """The database's current time (UTC): the one clock every process judges ages by."""
+
+    async def attempt_sending(self, request_id: str, number: int) -> None:
+        """Attempt `number` may leave now (recorded before the provider call)."""
+
+    async def attempt_finished(self, request_id: str, attempt: Attempt) -> None:
+        """What became of an attempt."""
+
+    async def attempts(self, request_id: str) -> list[Attempt]:
+        """Every recorded attempt of a request, in order."""
+
+    async def save_group_members(self, group_id: str, members: Sequence[str]) -> None:
+        """Keep the members of a user group as just read."""
+
+    async def group_members(self, group_id: str) -> tuple[list[str], datetime] | None:
+        """The last known members of a user group and when they were read, or None."""
 
     async def history(
         self, provider: str | None = None, account: str | None = None, limit: int = 10
@@ -188,13 +211,16 @@ class Store(Protocol):
     async def due_deliveries(self, request_id: str | None = None) -> list[OutboxPost]:
         """Posts whose time has come, oldest first (a request's channel post before its incident post)."""
 
-    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> bool:
-        """Lease a due post (one process posts it); counts the attempt."""
+    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> str | None:
+        """Lease a due post (one process posts it); counts the attempt. Returns the lease token,
+        or None when the post is not due or another process holds it."""
 
-    async def delivered(self, delivery: OutboxPost, message_ts: str | None) -> None:
-        """The post was accepted."""
+    async def delivered(self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None) -> bool:
+        """The post was accepted: recorded only for the holder of `lease` (False when it lost it)."""
 
-    async def delivery_failed(self, delivery: OutboxPost, error: str, retry_at: datetime | None) -> None:
+    async def delivery_failed(
+        self, delivery: OutboxPost, error: str, retry_at: datetime | None, lease: str | None = None
+    ) -> None:
         """The post failed: retry at `retry_at`, or never (None)."""
 
     async def sent_message_ts(self, request_id: str, target: str) -> str | None:

@@ -11,17 +11,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from bot.core.models import (
     Actor,
+    Attempt,
+    AttemptState,
     AuditEntry,
     CampaignInfo,
     Outcome,
@@ -31,7 +34,7 @@ from bot.core.models import (
 )
 from bot.core.ports import OutboxPost
 from bot.store.migrate import current_revision, head_revision, upgrade
-from bot.store.schema import audit_log, outbox, stop_requests
+from bot.store.schema import audit_log, group_members, outbox, stop_attempts, stop_requests
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,19 @@ class Store:
                 f"the database schema is at revision {current or 'none'}, this code needs {head_revision()}: "
                 "run `python -m bot migrate` (the Procfile's release phase does it)"
             )
+
+    async def _now(self, conn: AsyncConnection) -> datetime:
+        """The database's clock (UTC), so that leases and heartbeats written by processes on
+        different hosts compare on one clock. SQLite is a file on this host: its clock is ours."""
+        if self.engine.dialect.name == "sqlite":
+            return utcnow()
+        value = (await conn.execute(select(func.now()))).scalar_one()
+        return _aware(value) or utcnow()
+
+    async def db_now(self) -> datetime:
+        """The database's current time (UTC)."""
+        async with self.engine.connect() as conn:
+            return await self._now(conn)
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -247,29 +263,33 @@ class Store:
         values: dict[str, Any] | None = None,
         unexpired_at: datetime | None = None,
         expired_at: datetime | None = None,
-        stale_before: datetime | None = None,
+        silent_for: timedelta | None = None,
         detail: dict[str, Any] | None = None,
         deliveries: Sequence[tuple[str, str]] = (),
+        stamp: str | None = None,
     ) -> bool:
         """Move a request from one of `from_states` to `to_state`; True only for the one winner.
 
-        `unexpired_at` adds ``expires_at > t`` to the condition, `expired_at` adds ``expires_at <= t``.
+        `unexpired_at` adds ``expires_at > t`` to the condition, `expired_at` adds ``expires_at <= t``,
+        `silent_for` adds "no sign of life for that long" on the database's clock; `stamp` names a
+        column set to the database's now (``confirmed_at``).
         """
         sources = [s.value for s in from_states]
-        now = utcnow()
-        query = (
-            update(stop_requests)
-            .where(stop_requests.c.id == request_id)
-            .where(stop_requests.c.state.in_(sources))
-            .values(state=to_state.value, updated_at=now, **(values or {}))
-        )
-        if unexpired_at is not None:
-            query = query.where(stop_requests.c.expires_at > unexpired_at)
-        if expired_at is not None:
-            query = query.where(stop_requests.c.expires_at <= expired_at)
-        if stale_before is not None:
-            query = query.where(stop_requests.c.updated_at < stale_before)
         async with self._writing() as conn:
+            now = await self._now(conn)
+            changes = {**(values or {}), **({stamp: now} if stamp else {})}
+            query = (
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .where(stop_requests.c.state.in_(sources))
+                .values(state=to_state.value, updated_at=now, **changes)
+            )
+            if unexpired_at is not None:
+                query = query.where(stop_requests.c.expires_at > unexpired_at)
+            if expired_at is not None:
+                query = query.where(stop_requests.c.expires_at <= expired_at)
+            if silent_for is not None:
+                query = query.where(stop_requests.c.updated_at < now - silent_for)
             result = await conn.execute(query)
             if result.rowcount != 1:
                 return False
@@ -300,6 +320,7 @@ class Store:
             actor=actor,
             values={"confirmed_by_json": _actor_json(actor)},
             unexpired_at=now or utcnow(),
+            stamp="confirmed_at",
         )
 
     async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
@@ -362,28 +383,41 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]
 
-    async def stuck_executing(self, older_than: datetime) -> list[StopRequest]:
-        """Requests in `executing` whose last change is older than `older_than` (their process died)."""
-        query = (
-            select(stop_requests)
-            .where(stop_requests.c.state == RequestState.EXECUTING.value)
-            .where(stop_requests.c.updated_at < older_than)
-        )
+    async def stuck_executing(self, silent_for: timedelta) -> list[StopRequest]:
+        """Requests `executing` with no sign of life for `silent_for` (database clock): their process died."""
         async with self.engine.connect() as conn:
+            now = await self._now(conn)
+            query = (
+                select(stop_requests)
+                .where(stop_requests.c.state == RequestState.EXECUTING.value)
+                .where(stop_requests.c.updated_at < now - silent_for)
+            )
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]
 
     async def touch(self, request_id: str) -> None:
-        """Heartbeat of a request being executed: it is alive, not stuck."""
+        """Heartbeat of a request being executed: it is alive, not stuck (database clock)."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .where(stop_requests.c.state == RequestState.EXECUTING.value)
+                .values(updated_at=now)
+            )
+
+    async def release(self, request_id: str) -> None:
+        """This process gives an executing request up (shutting down): any process may resume it now."""
         async with self._writing() as conn:
             await conn.execute(
                 update(stop_requests)
                 .where(stop_requests.c.id == request_id)
                 .where(stop_requests.c.state == RequestState.EXECUTING.value)
-                .values(updated_at=utcnow())
+                .values(updated_at=datetime(2000, 1, 1, tzinfo=UTC))
             )
+            await _append(conn, request_id, "released", None, None, None, {"why": "the process shut down"})
 
-    async def take_for_recovery(self, request_id: str, older_than: datetime) -> bool:
+    async def take_for_recovery(self, request_id: str, silent_for: timedelta) -> bool:
         """Claim a stuck request for recovery: one process wins (the update refreshes updated_at)."""
         return await self.transition(
             request_id,
@@ -391,59 +425,135 @@ class Store:
             RequestState.EXECUTING,
             event_name="recovering",
             actor=None,
-            stale_before=older_than,
+            silent_for=silent_for,
         )
+
+    # ----- the attempt log ----------------------------------------------------------------------
+
+    async def attempt_sending(self, request_id: str, number: int) -> None:
+        """Attempt `number` may leave now: recorded before the call."""
+        await self._put_attempt(request_id, Attempt(number=number, state=AttemptState.SENDING))
+
+    async def attempt_finished(self, request_id: str, attempt: Attempt) -> None:
+        """What became of an attempt."""
+        await self._put_attempt(request_id, attempt)
+
+    async def _put_attempt(self, request_id: str, attempt: Attempt) -> None:
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            values = {
+                "state": attempt.state.value,
+                "may_have_applied": attempt.may_have_applied,
+                "summary": attempt.summary[:500],
+                "at": now,
+            }
+            key = (stop_attempts.c.request_id == request_id) & (stop_attempts.c.number == attempt.number)
+            result = await conn.execute(update(stop_attempts).where(key).values(**values))
+            if result.rowcount == 0:
+                await conn.execute(insert(stop_attempts).values(request_id=request_id, number=attempt.number, **values))
+
+    async def attempts(self, request_id: str) -> list[Attempt]:
+        """Every recorded attempt of a request, in order."""
+        query = select(stop_attempts).where(stop_attempts.c.request_id == request_id).order_by(stop_attempts.c.number)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Attempt(number=r.number, state=AttemptState(r.state), may_have_applied=bool(r.may_have_applied),
+                    summary=r.summary or "")
+            for r in rows
+        ]
+
+    # ----- user groups --------------------------------------------------------------------------
+
+    async def save_group_members(self, group_id: str, members: Sequence[str]) -> None:
+        """Keep the members of a user group as just read from Slack."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            await conn.execute(delete(group_members).where(group_members.c.group_id == group_id))
+            await conn.execute(
+                insert(group_members).values(group_id=group_id, members_json=json.dumps(list(members)), read_at=now)
+            )
+
+    async def group_members(self, group_id: str) -> tuple[list[str], datetime] | None:
+        """The last known members of a user group and when they were read, or None."""
+        query = select(group_members).where(group_members.c.group_id == group_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        members = json.loads(row.members_json)
+        return [str(m) for m in members], _aware(row.read_at) or utcnow()
 
     # ----- the outbox ---------------------------------------------------------------------------
 
     async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[OutboxPost]:
         """Pending posts whose time has come (a channel's before its incident post), oldest first."""
-        query = (
-            select(outbox)
-            .where(outbox.c.state == "pending")
-            .where(outbox.c.next_attempt_at <= utcnow())
-            .order_by(outbox.c.id)
-            .limit(limit)
-        )
-        if request_id is not None:
-            query = query.where(outbox.c.request_id == request_id)
         async with self.engine.connect() as conn:
+            now = await self._now(conn)
+            query = (
+                select(outbox)
+                .where(outbox.c.state == "pending")
+                .where(outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            if request_id is not None:
+                query = query.where(outbox.c.request_id == request_id)
             rows = (await conn.execute(query)).all()
         return [OutboxPost(r.id, r.request_id, r.target, r.channel, r.attempts) for r in rows]
 
-    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> bool:
-        """Take a due post for `lease_seconds` (one process posts it); counts the attempt."""
-        now = utcnow()
+    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> str | None:
+        """Lease a due post for `lease_seconds` (one process posts it); counts the attempt.
+
+        Returns the lease token that `delivered` and `delivery_failed` must show, or None when
+        another process holds the post or it is not due.
+        """
+        token = secrets.token_hex(8)
         async with self._writing() as conn:
+            now = await self._now(conn)
             result = await conn.execute(
                 update(outbox)
                 .where(outbox.c.id == delivery_id)
                 .where(outbox.c.state == "pending")
                 .where(outbox.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + timedelta(seconds=lease_seconds), attempts=outbox.c.attempts + 1,
-                        updated_at=now)
+                        updated_at=now, lease_token=token)
             )
-        return result.rowcount == 1
+        return token if result.rowcount == 1 else None
 
-    async def delivered(self, delivery: OutboxPost, message_ts: str | None) -> None:
-        """The post was accepted."""
+    async def delivered(self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None) -> bool:
+        """The post was accepted: recorded only for the holder of `lease` (False: it had lost it)."""
+        query = update(outbox).where(outbox.c.id == delivery.id).where(outbox.c.state == "pending")
+        if lease is not None:
+            query = query.where(outbox.c.lease_token == lease)
         async with self._writing() as conn:
-            await conn.execute(
-                update(outbox).where(outbox.c.id == delivery.id)
-                .values(state="sent", message_ts=message_ts, last_error=None, updated_at=utcnow())
+            result = await conn.execute(
+                query.values(state="sent", message_ts=message_ts, last_error=None, updated_at=utcnow())
             )
+            if result.rowcount != 1:
+                return False
             await _append(conn, delivery.request_id, "announced", None, None, None,
                           {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1})
+        return True
 
-    async def delivery_failed(self, delivery: OutboxPost, error: str, retry_at: datetime | None) -> None:
-        """The post failed: retry at `retry_at`, or never (None: the failure is permanent)."""
+    async def delivery_failed(
+        self, delivery: OutboxPost, error: str, retry_at: datetime | None, lease: str | None = None
+    ) -> None:
+        """The post failed: retry at `retry_at`, or never (None: the failure is permanent).
+
+        With `lease`, only while this caller still holds the post."""
         values: dict[str, Any] = {"last_error": error, "updated_at": utcnow()}
         if retry_at is None:
             values["state"] = "failed"
         else:
             values["next_attempt_at"] = retry_at
+        query = update(outbox).where(outbox.c.id == delivery.id).where(outbox.c.state == "pending")
+        if lease is not None:
+            query = query.where(outbox.c.lease_token == lease)
         async with self._writing() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id == delivery.id).values(**values))
+            result = await conn.execute(query.values(**values))
+            if result.rowcount != 1:
+                return
             await _append(conn, delivery.request_id, "announce_failed", None, None, None,
                           {"target": delivery.target, "error": error, "will_retry": retry_at is not None,
                            "attempt": delivery.attempts + 1})
@@ -525,6 +635,7 @@ def _to_request(row: Row[Any]) -> StopRequest:
         created_at=_aware(row.created_at) or utcnow(),
         expires_at=_aware(row.expires_at) or utcnow(),
         confirmed_by=_actor(row.confirmed_by_json),
+        confirmed_at=_aware(row.confirmed_at),
         ended_by=_actor(row.ended_by_json),
         end_reason=row.end_reason,
         preview=CampaignInfo.model_validate_json(row.preview_json) if row.preview_json else None,

@@ -39,6 +39,7 @@ stop_requests = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("confirmed_by_json", Text),
+    Column("confirmed_at", DateTime(timezone=True)),
     Column("ended_by_json", Text),
     Column("end_reason", Text),
     Column("preview_json", Text),
@@ -74,8 +75,30 @@ outbox = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),
     Column("message_ts", String(32)),
+    Column("lease_token", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("request_id", "target", name="uq_outbox_request_target"),
     Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )
+
+stop_attempts = Table(
+    "stop_attempts",
+    metadata,
+    Column("request_id", String(64), ForeignKey("stop_requests.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("may_have_applied", Boolean, nullable=False, default=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+"""Every stop call of a request: recorded as `sending` before it may leave, then what became of it."""
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("members_json", Text, nullable=False),
+    Column("read_at", DateTime(timezone=True), nullable=False),
+)
+"""The last known members of each Slack user group the policy names, and when they were read."""
