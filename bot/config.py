@@ -54,7 +54,14 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=8.0, gt=0, le=120)
     provider_deadline_seconds: float = Field(default=20.0, gt=0, le=600)
     preview_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
-    stuck_executing_seconds: int = Field(default=120, ge=60, le=86_400)
+    stuck_executing_seconds: int = Field(default=120, ge=4, le=86_400)
+    """A confirmed stop with no heartbeat for this long belongs to a dead process and is resumed."""
+    resume_max_age_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
+    """A click not yet sent when its process died is sent on resume up to this age, else `not_sent`."""
+    outbox_lease_seconds: int = Field(default=60, ge=20, le=3600)
+    """How long one process holds an owed post while it makes it (Slack's own waits are capped far below)."""
+    group_members_max_age_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """How stale the stored members of a policy user group may be when Slack cannot be asked."""
     migrate_on_start: bool = True
     redis_url: str | None = None
     redis_prefix: str = Field(default="stopcampaign", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

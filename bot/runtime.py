@@ -92,6 +92,10 @@ class Runtime:
             ttl=timedelta(seconds=settings.request_ttl_seconds),
             preview_timeout=options.preview_timeout,
             execute_cap=max(300.0, settings.provider_deadline_seconds * 10),
+            # Several heartbeats fit in the stuck threshold, so a live stop is never taken for dead.
+            heartbeat_seconds=min(15.0, settings.stuck_executing_seconds / 4),
+            resume_max_age=timedelta(seconds=settings.resume_max_age_seconds),
+            outbox_lease_seconds=settings.outbox_lease_seconds,
         )
         return cls(config, store, registry, service, limiters, slack)
 
@@ -132,6 +136,9 @@ class Runtime:
         """Finish background work (stops in flight get the provider deadline), then close everything."""
         if drain_timeout is None:
             drain_timeout = self.config.settings.provider_deadline_seconds + 5
+        # No new stop starts; stops still waiting in the limiter are given up for the next process
+        # to resume, stops with a call in flight get the deadline.
+        await self.service.shutdown(drain_timeout)
         for loop in self._loops:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from bot.core.execution import Execution
+from bot.core.execution import Execution, Interrupted
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Actor, AuditEntry, ProviderFacts, RequestState, StopRequest
 from bot.core.outbox import Outbox
@@ -24,6 +24,10 @@ from bot.core.render import help_text
 from bot.core.results import ClickResult, Preview
 
 log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = (
+    "stopcampaign is restarting: your stop is kept and is sent as soon as it is back (within a minute or two)."
+)
 
 
 class StopService:
@@ -39,15 +43,20 @@ class StopService:
         ttl: timedelta = timedelta(minutes=10),
         preview_timeout: float = 2.0,
         execute_cap: float = 600.0,
+        heartbeat_seconds: float = 15.0,
+        resume_max_age: timedelta = timedelta(hours=1),
+        outbox_lease_seconds: float = 60.0,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._policy = policy or Policy()
         self.preview_timeout = preview_timeout
         self.lifecycle = Lifecycle(store, catalog, self._policy, notifier, ttl=ttl)
-        self.outbox = Outbox(store, notifier)
-        self.execution = Execution(store, catalog, notifier, self.outbox, cap_seconds=execute_cap)
-        self.recovery = Recovery(store, self.execution)
+        self.outbox = Outbox(store, notifier, lease_seconds=outbox_lease_seconds)
+        self.execution = Execution(
+            store, catalog, notifier, self.outbox, cap_seconds=execute_cap, heartbeat_seconds=heartbeat_seconds
+        )
+        self.recovery = Recovery(store, self.execution, resume_max_age=resume_max_age)
 
     # ----- what front ends show ----------------------------------------------------------------
 
@@ -148,7 +157,10 @@ class StopService:
                 await on_executing(claimed)
             except Exception:
                 log.exception("on_executing hook failed", extra={"request_id": request_id})
-        outcome, _ = await self.execution.run(claimed)
+        try:
+            outcome, _ = await self.execution.run(claimed)
+        except Interrupted:
+            return ClickResult(claimed, refusal=SHUTTING_DOWN)
         return ClickResult(claimed.model_copy(update={"state": RequestState.DONE, "outcome": outcome}), outcome)
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
@@ -161,9 +173,13 @@ class StopService:
         """Expire pending requests past their expiry."""
         return await self.lifecycle.expire_due()
 
-    async def recover_stuck(self, older_than: timedelta) -> list[StopRequest]:
+    async def recover_stuck(self, silent_for: timedelta) -> list[StopRequest]:
         """Resume stops no live process owns."""
-        return await self.recovery.recover_stuck(older_than)
+        return await self.recovery.recover_stuck(silent_for)
+
+    async def shutdown(self, grace: float) -> None:
+        """Take no new stop; stops that sent nothing yet are left to be resumed, the rest get `grace`."""
+        await self.execution.shutdown(grace)
 
     async def deliver(self, request_id: str | None = None) -> int:
         """Post what the outbox owes."""

@@ -29,7 +29,7 @@ from bot.core.ports import AttemptLog, CampaignIdError, PreviewUnavailable
 from bot.metrics import PROVIDER_LATENCY
 from bot.providers.auth import Auth, StaticHeaders
 from bot.providers.budget import Budget
-from bot.providers.engine import Rules, run_stop
+from bot.providers.engine import Rules, Sending, run_stop
 from bot.providers.limits import AccountLimiter, LimiterFactory
 from bot.providers.verdicts import Kind, Read, Reads, Verdict
 from bot.providers.wire import MAX_BODY_BYTES, AuthRefused, Call, NoAnswer, NotSent, Reply, clip
@@ -391,7 +391,12 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         if call is None:
             raise PreviewUnavailable(self.no_preview_reason or f"{self.display_name} cannot describe a campaign.")
         wait = self.options.preview_timeout
-        read = await self._read(call, cid, Budget(2 * wait, wait), None)
+        try:
+            # The calls themselves may take longer than `wait`: the card must say it was too slow.
+            async with asyncio.timeout(wait):
+                read = await self._read(call, cid, Budget(2 * wait, 2 * wait), None)
+        except TimeoutError:
+            raise PreviewUnavailable(f"{self.display_name} did not answer within {wait:g} s") from None
         if read.info is None:
             raise PreviewUnavailable(self.scrub(read.problem))
         return read.info
@@ -410,18 +415,22 @@ class ProviderAdapter(ABC, Generic[AccountT]):
 
     # ----- the engine's wire (see `bot.providers.engine.Wire`) ---------------------------------
 
-    async def send_stop(self, campaign_id: str, budget: Budget, reserve: float) -> Verdict:
-        """Send the stop once (auth included) and judge the answer; never raises."""
+    async def send_stop(
+        self, campaign_id: str, budget: Budget, reserve: float, sending: Sending | None = None
+    ) -> Verdict:
+        """Send the stop once (auth included) and judge the answer; never raises.
+
+        `sending` is awaited once the limiter let the stop call through, right before it leaves."""
         call = self.stop_call(campaign_id)
         call = call.with_method(self._methods.get(call.method, call.method))
         name = self.display_name
         try:
-            reply = await self.exchange(call, budget, reserve=reserve)
+            reply = await self.exchange(call, budget, reserve=reserve, sending=sending)
             fallback = self.method_fallbacks.get(call.method)
             if reply.status == 405 and fallback is not None:
                 log.info("%s: %s on the stop route answered 405; using %s from now on", name, call.method, fallback)
                 self._methods[call.method] = fallback
-                reply = await self.exchange(call.with_method(fallback), budget, reserve=reserve)
+                reply = await self.exchange(call.with_method(fallback), budget, reserve=reserve, sending=sending)
         except NotSent as exc:
             return Verdict(Kind.NOT_SENT, S.UNREACHABLE, f"{name} could not be reached ({exc}).")
         except AuthRefused as exc:
@@ -574,23 +583,41 @@ class ProviderAdapter(ABC, Generic[AccountT]):
     # ----- HTTP -------------------------------------------------------------------------------
 
     async def exchange(
-        self, call: Call, budget: Budget, *, reserve: float = 0.0, timeout: float | None = None
+        self,
+        call: Call,
+        budget: Budget,
+        *,
+        reserve: float = 0.0,
+        timeout: float | None = None,
+        sending: Sending | None = None,
     ) -> Reply:
         """One authorized exchange; after a 401, renewed credentials and one repeat (a 401 changed nothing)."""
         prepared = await self.auth.prepare(call, budget)
-        reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout)
+        reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
         if reply.status == 401 and await self.auth.renew(prepared, budget):
             prepared = await self.auth.prepare(call, budget)
-            reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout)
+            reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
         return reply
 
-    async def send(self, call: Call, budget: Budget, *, reserve: float = 0.0, timeout: float | None = None) -> Reply:
+    async def send(
+        self,
+        call: Call,
+        budget: Budget,
+        *,
+        reserve: float = 0.0,
+        timeout: float | None = None,
+        sending: Sending | None = None,
+    ) -> Reply:
         """One HTTP exchange under the account's limiter; raises `NotSent` or `NoAnswer`.
 
-        The call's timeout is taken after the limiter let it through, so queueing never eats it.
+        The call's timeout is taken after the limiter let it through, so queueing never eats it;
+        `sending` is awaited there too, right before the call leaves.
         """
         queued_since = time.monotonic()
-        async with self.limiter:
+        # `sending` (recording the attempt) runs once the limiter admitted the call, before its
+        # last spacing gate, so it adds no jitter between the gate and the provider.
+        await self.limiter.acquire(sending)
+        try:
             budget.queued += time.monotonic() - queued_since
             seconds = budget.call_timeout(reserve)
             if timeout is not None:
@@ -604,6 +631,8 @@ class ProviderAdapter(ABC, Generic[AccountT]):
                 raise NoAnswer("no answer in time") from None
             finally:
                 PROVIDER_LATENCY.labels(self.name, call.method).observe(time.monotonic() - started)
+        finally:
+            await self.limiter.__aexit__(None, None, None)
 
     async def _http(self, call: Call, seconds: float) -> Reply:
         try:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,11 +66,19 @@ class Rules:
     before_timeout: float = 2.0
 
 
+Sending = Callable[[], Awaitable[None]]
+
+
 class Wire(Protocol):
     """The provider-specific half of a stop: one judged stop call, one state read, the outcome."""
 
-    async def send_stop(self, campaign_id: str, budget: Budget, reserve: float) -> Verdict:
-        """Send the stop once (auth included) and judge the answer; never raises."""
+    async def send_stop(
+        self, campaign_id: str, budget: Budget, reserve: float, sending: Sending | None = None
+    ) -> Verdict:
+        """Send the stop once (auth included) and judge the answer; never raises.
+
+        `sending` is awaited right before the stop call leaves (after the limiter let it through),
+        so the attempt log says "may have reached the provider" only from then on."""
 
     async def read(self, campaign_id: str, budget: Budget, timeout: float | None = None) -> Read:
         """Read the campaign's state once; never raises."""
@@ -183,9 +191,13 @@ class _Run:
 
     async def _attempt(self) -> Verdict:
         self.number += 1
-        if self.attempt_log is not None:
-            await self.attempt_log.sending(self.number)
-        verdict = await self.wire.send_stop(self.campaign_id, self.budget, self.reserve)
+        number, attempt_log = self.number, self.attempt_log
+
+        async def sending() -> None:
+            if attempt_log is not None:
+                await attempt_log.sending(number)
+
+        verdict = await self.wire.send_stop(self.campaign_id, self.budget, self.reserve, sending)
         self.verdicts.append(verdict)
         self.steps.append(f"stop #{self.number}: {verdict.summary}")
         log.info("stop attempt %d: %s", self.number, self.wire.scrub(verdict.summary))
@@ -307,7 +319,9 @@ class _Run:
         shown = f"as {info.state!r}" if info.state is not None else "without a status"
         phase = info.phase
         if phase is CampaignPhase.STOPPED:
-            ours = self.may_have_applied()
+            before = self.before.info if self.before is not None else None
+            halted_before = not self.earlier and before is not None and before.phase is CampaignPhase.STOPPED
+            ours = self.may_have_applied() and not halted_before
             status = S.STOPPED if ours else S.ALREADY_STOPPED
             why = "so the stop went through" if ours else "so it was already stopped; nothing changed"
             text = f"{verdict.headline} {self.name} now reports the campaign {shown}, {why}."
