@@ -2,22 +2,28 @@
 
 An outcome is stored together with its posts in one transaction; this module posts them one by
 one, by whichever process gets to them first. Each post is leased before it is made, so several
-processes never make the same one; a post Slack cannot take now is retried with backoff, and a
-permanent refusal is recorded and not retried.
+processes never make the same one: the lease (`LEASE_SECONDS`) outlives the longest a post may
+take (`POST_CAP_SECONDS`, which bounds the Slack client's own rate-limit sleeps and retries), and
+marking a post delivered succeeds only for the holder of its lease. A post Slack cannot take now
+is retried with backoff (or after Slack's Retry-After); a permanent refusal is recorded and not
+retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
 from bot.core.metrics import OUTBOX_DEPTH
 from bot.core.models import utcnow
-from bot.core.ports import DeliveryError, Notifier, Store
+from bot.core.ports import DeliveryError, Notifier, OutboxPost, Store
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60.0
+POST_CAP_SECONDS = 45.0
+"""No post may take longer than this (well inside its lease); a slower one is tried again later."""
 MAX_ATTEMPTS = 30
 """Retries back off 2, 4, 8… up to 300 s: 30 attempts cover about two hours of Slack outage."""
 
@@ -25,37 +31,54 @@ MAX_ATTEMPTS = 30
 class Outbox:
     """Posts owed outcomes through the notifier."""
 
-    def __init__(self, store: Store, notifier: Notifier) -> None:
+    def __init__(self, store: Store, notifier: Notifier, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self.store = store
         self.notifier = notifier
+        self.lease_seconds = lease_seconds
 
     async def deliver(self, request_id: str | None = None) -> int:
         """Post what is owed (one request's, or every due one); returns how many got through."""
         sent = 0
         for delivery in await self.store.due_deliveries(request_id):
-            if not await self.store.claim_delivery(delivery.id, LEASE_SECONDS):
-                continue
-            request = await self.store.get(delivery.request_id)
-            if request is None or request.outcome is None:
-                await self.store.delivery_failed(delivery, "the request or its outcome is gone", None)
-                continue
-            link_ts = None
-            if delivery.target != "channel":
-                link_ts = await self.store.sent_message_ts(delivery.request_id, "channel")
-            try:
-                ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
-            except Exception as exc:
-                reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
-                attempt = delivery.attempts + 1
-                final = (isinstance(exc, DeliveryError) and exc.permanent) or attempt >= MAX_ATTEMPTS
-                retry_at = None if final else utcnow() + timedelta(seconds=min(300, 2**attempt))
-                log.warning(
-                    "outcome post to %s failed: %s", delivery.target, reason, extra={"request_id": delivery.request_id}
-                )
-                await self.store.delivery_failed(delivery, reason, retry_at)
-                continue
-            await self.store.delivered(delivery, ts)
-            sent += 1
+            lease = await self.store.claim_delivery(delivery.id, self.lease_seconds)
+            if lease is not None and await self._post(delivery, lease):
+                sent += 1
         if request_id is None:
             OUTBOX_DEPTH.set(await self.store.outbox_depth())
         return sent
+
+    async def _post(self, delivery: OutboxPost, lease: str) -> bool:
+        request = await self.store.get(delivery.request_id)
+        if request is None or request.outcome is None:
+            await self.store.delivery_failed(delivery, "the request or its outcome is gone", None, lease)
+            return False
+        link_ts = None
+        if delivery.target != "channel":
+            link_ts = await self.store.sent_message_ts(delivery.request_id, "channel")
+        try:
+            async with asyncio.timeout(min(POST_CAP_SECONDS, self.lease_seconds * 0.75)):
+                ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
+        except Exception as exc:
+            await self._failed(delivery, lease, exc)
+            return False
+        if not await self.store.delivered(delivery, ts, lease):
+            log.error(
+                "outcome post to %s outlived its lease; another process may have posted it too",
+                delivery.target,
+                extra={"request_id": delivery.request_id},
+            )
+            return False
+        return True
+
+    async def _failed(self, delivery: OutboxPost, lease: str, exc: Exception) -> None:
+        if isinstance(exc, TimeoutError):
+            exc = DeliveryError("the post took too long", permanent=False)
+        reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
+        attempt = delivery.attempts + 1
+        final = (isinstance(exc, DeliveryError) and exc.permanent) or attempt >= MAX_ATTEMPTS
+        wait = float(min(300, 2**attempt))
+        if isinstance(exc, DeliveryError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, 3600.0))
+        retry_at = None if final else utcnow() + timedelta(seconds=wait)
+        log.warning("outcome post to %s failed: %s", delivery.target, reason, extra={"request_id": delivery.request_id})
+        await self.store.delivery_failed(delivery, reason, retry_at, lease)

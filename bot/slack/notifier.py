@@ -15,7 +15,7 @@ from bot.core.models import Outcome, StopRequest
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.metrics import SLACK_ERRORS
 from bot.slack.blocks import ended_card, outcome_message
-from bot.slack.responder import post_response
+from bot.slack.responder import post_response, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class SlackNotifier:
                              "invite the app to the channel or check its scopes."},
                     replace=False,
                 )
-            raise DeliveryError(error, permanent=permanent) from None
+            wait = retry_after(exc.response.headers) if exc.response.status_code == 429 else None
+            raise DeliveryError(error, permanent=permanent, retry_after=wait) from None
         except Exception as exc:  # connection refused, timeouts: Slack unreachable, try again later
             SLACK_ERRORS.labels("chat.postMessage", type(exc).__name__).inc()
             raise DeliveryError(type(exc).__name__, permanent=False) from None

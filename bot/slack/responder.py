@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.metrics import SLACK_ERRORS
@@ -16,9 +20,41 @@ from bot.metrics import SLACK_ERRORS
 log = logging.getLogger(__name__)
 
 
-def retry_handlers() -> list[Any]:
-    """slack_sdk's own retry handlers: 429 with Retry-After, and connection errors."""
-    return [AsyncRateLimitErrorRetryHandler(max_retry_count=2), AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+MAX_RATE_LIMIT_WAIT = 5
+"""The longest Retry-After the client sleeps through itself; a longer one fails the call at once,
+so a post never outlives its outbox lease (the outbox retries it after the wait instead)."""
+
+
+class CappedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler, retrying only when Slack asks for a short wait."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = retry_after(response.headers)
+        return wait is not None and wait <= MAX_RATE_LIMIT_WAIT
+
+
+def retry_after(headers: Any) -> int | None:
+    """A Retry-After header's whole seconds (slack_sdk keeps header values as lists), or None."""
+    for key, value in (headers or {}).items():
+        if str(key).lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            text = str(raw).strip()
+            return int(text) if text.isascii() and text.isdigit() else None
+    return None
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    """slack_sdk's own retry handlers: 429 with a short Retry-After, and connection errors."""
+    return [CappedRateLimitRetryHandler(max_retry_count=2), AsyncConnectionErrorRetryHandler(max_retry_count=2)]
 
 
 async def post_response(url: str | None, message: dict[str, Any], *, replace: bool, ephemeral: bool = True) -> bool:
