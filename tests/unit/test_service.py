@@ -46,6 +46,8 @@ class FakeProvider:
     """A provider that answers `stopped`, or hangs until released when `hang` is set."""
 
     hang: bool = False
+    sends_before_hanging: bool = False
+    """With `hang`: record attempt 1 as sending first (a call in flight), else hang "in the limiter"."""
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     stops: list[tuple[str, tuple[Attempt, ...]]] = field(default_factory=list)
 
@@ -63,6 +65,8 @@ class FakeProvider:
         self, campaign_id: str, *, earlier: Sequence[Attempt] = (), log: AttemptLog | None = None
     ) -> Outcome:
         self.stops.append((campaign_id, tuple(earlier)))
+        if self.hang and self.sends_before_hanging and log is not None:
+            await log.sending(1)
         self.entered.set()
         if self.hang:
             await asyncio.Event().wait()
@@ -214,18 +218,23 @@ async def test_a_stop_past_its_cap_ends_as_unknown(core: Core) -> None:
     assert stored is not None and stored.state is RequestState.DONE
 
 
-async def test_a_shutdown_mid_stop_stores_an_honest_outcome(core: Core) -> None:
+@pytest.mark.parametrize("in_flight", [False, True], ids=["queued", "in_flight"])
+async def test_a_shutdown_mid_stop_writes_no_outcome_and_leaves_it_to_be_resumed(core: Core, in_flight: bool) -> None:
     core.provider.hang = True
+    core.provider.sends_before_hanging = in_flight
     request_id = await new_request(core)
     task: asyncio.Task[Any] = asyncio.create_task(core.service.confirm(request_id, ALICE))
     await core.provider.entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await core.service.shutdown(grace=0.05)
+    result = await task
+    assert result.outcome is None and "restarting" in result.refusal
     stored = await core.store.get(request_id)
-    assert stored is not None and stored.state is RequestState.DONE
-    assert stored.outcome is not None and stored.outcome.status is OutcomeStatus.UNKNOWN
-    assert "shut down while this stop was running" in stored.outcome.detail
+    assert stored is not None and stored.state is RequestState.EXECUTING and stored.outcome is None
+    assert core.notifier.posts == []
+    attempts = await core.store.attempts(request_id)
+    assert [a.state for a in attempts] == ([AttemptState.SENDING] if in_flight else [])
+    # Released: the next process takes it over at once, whatever the stuck threshold.
+    assert [r.id for r in await core.store.stuck_executing(timedelta(minutes=5))] == [request_id]
 
 
 async def test_a_long_stop_keeps_its_request_alive_for_recovery(core: Core) -> None:
@@ -253,16 +262,58 @@ async def test_a_long_stop_keeps_its_request_alive_for_recovery(core: Core) -> N
 # ----- recovery ----------------------------------------------------------------------------------
 
 
-async def test_recovery_hands_a_stuck_stop_to_the_provider_with_its_doubt(core: Core) -> None:
+async def test_recovery_hands_a_stop_that_may_have_been_sent_to_the_engine_with_its_attempts(core: Core) -> None:
     request_id = await new_request(core)
     assert await core.store.claim_for_execution(request_id, ALICE)
+    await core.store.attempt_sending(request_id, 1)
     assert await core.service.recover_stuck(timedelta(seconds=-1)) != []  # every executing request is stuck
     [(campaign, earlier)] = core.provider.stops
-    assert campaign == "42" and [a.state for a in earlier] == [AttemptState.SENDING]
+    assert campaign == "42" and [(a.number, a.state) for a in earlier] == [(1, AttemptState.SENDING)]
     stored = await core.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE
     assert len(core.notifier.posts) == 2
     assert await core.service.recover_stuck(timedelta(seconds=-1)) == []  # settled once
+
+
+async def test_recovery_sends_a_stop_that_was_never_sent(core: Core) -> None:
+    request_id = await new_request(core)
+    assert await core.store.claim_for_execution(request_id, ALICE)
+    [settled] = await core.service.recover_stuck(timedelta(seconds=-1))
+    assert core.provider.stops == [("42", ())]
+    assert settled.outcome is not None and settled.outcome.status is OutcomeStatus.STOPPED
+    assert settled.outcome.detail.startswith("Sent after a restart")
+
+
+async def test_recovery_does_not_send_a_click_older_than_the_resume_limit(core: Core) -> None:
+    request_id = await new_request(core)
+    assert await core.store.claim_for_execution(request_id, ALICE)
+    async with core.store.engine.begin() as conn:
+        clicked = utcnow() - timedelta(hours=2)
+        await conn.execute(update(stop_requests).where(stop_requests.c.id == request_id).values(confirmed_at=clicked))
+    [settled] = await core.service.recover_stuck(timedelta(seconds=-1))
+    assert core.provider.stops == []
+    assert settled.outcome is not None and settled.outcome.status is OutcomeStatus.NOT_SENT
+    assert "confirm again" in settled.outcome.detail
+    assert len(core.notifier.posts) == 2
+
+
+async def test_an_outcome_is_stored_before_it_is_posted_even_when_the_store_is_down_for_a_while(core: Core) -> None:
+    request_id = await new_request(core)
+    real_finish = core.store.finish
+    failures = [RuntimeError("database is down")] * 4
+    core.service.execution.store_pause = 0.01
+
+    async def finish(*args: Any, **kwargs: Any) -> bool:
+        if failures:
+            raise failures.pop(0)
+        return await real_finish(*args, **kwargs)
+
+    core.store.finish = finish  # type: ignore[method-assign]
+    result = await core.service.confirm(request_id, ALICE)
+    assert result.outcome is not None and failures == []
+    stored = await core.store.get(request_id)
+    assert stored is not None and stored.state is RequestState.DONE  # never left executing
+    assert len(core.notifier.posts) == 2  # one post per target: no direct, unstored post
 
 
 # ----- outbox ------------------------------------------------------------------------------------
