@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 
 from bot.core.execution import Execution, Interrupted
-from bot.core.models import Outcome, OutcomeStatus, RequestState, StopRequest
+from bot.core.models import AttemptState, Outcome, OutcomeStatus, RequestState, StopRequest
 from bot.core.ports import Store
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class Recovery:
 
     async def _resume(self, request: StopRequest) -> Outcome | None:
         earlier = await self.store.attempts(request.id)
-        if any(attempt.maybe_applied for attempt in earlier):
-            log.info("resuming a stop that may have reached the provider", extra={"request_id": request.id})
+        if any(attempt.state is not AttemptState.NOT_SENT for attempt in earlier):
+            # Something left (answered or not): the engine settles it with those attempts.
+            log.info("resuming a stop that reached or may have reached the provider", extra={"request_id": request.id})
             outcome, stored = await self.execution.run(request, earlier=earlier)
             return outcome if stored else None
         clicked = request.confirmed_at or request.created_at

@@ -209,7 +209,10 @@ class _Run:
             else:
                 state = AttemptState.ANSWERED
             await self.attempt_log.finished(
-                Attempt(number=self.number, state=state, may_have_applied=verdict.may_have_applied,
+                # An accepted stop did apply: a process resuming after a crash must not send it again
+                # as if nothing had happened.
+                Attempt(number=self.number, state=state,
+                        may_have_applied=verdict.may_have_applied or verdict.kind is Kind.DONE,
                         summary=self.wire.scrub(verdict.summary))
             )
         return verdict

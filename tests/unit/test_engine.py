@@ -222,12 +222,14 @@ async def test_a_stop_that_cannot_be_sent_after_one_that_was_keeps_the_first_one
 @dataclass
 class RecordingLog:
     entries: list[tuple[str, int, AttemptState | None]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
     async def sending(self, number: int) -> None:
         self.entries.append(("sending", number, None))
 
     async def finished(self, attempt: Attempt) -> None:
         self.entries.append(("finished", attempt.number, attempt.state))
+        self.attempts.append(attempt)
 
 
 async def test_every_attempt_is_logged_before_and_after_the_call() -> None:
@@ -242,6 +244,7 @@ async def test_every_attempt_is_logged_before_and_after_the_call() -> None:
         ("sending", 2, None), ("finished", 2, AttemptState.NO_ANSWER),
         ("sending", 3, None), ("finished", 3, AttemptState.ANSWERED),
     ]
+    assert log.attempts[-1].maybe_applied  # an accepted stop did apply: a resume must not send it as new
 
 
 async def test_the_budget_bounds_resends_and_keeps_room_for_a_read() -> None:

@@ -275,6 +275,18 @@ async def test_recovery_hands_a_stop_that_may_have_been_sent_to_the_engine_with_
     assert await core.service.recover_stuck(timedelta(seconds=-1)) == []  # settled once
 
 
+async def test_recovery_never_treats_an_answered_stop_as_never_sent(core: Core) -> None:
+    """The dead process had its stop answered but died before storing the outcome: it was sent."""
+    request_id = await new_request(core)
+    assert await core.store.claim_for_execution(request_id, ALICE)
+    accepted = Attempt(number=1, state=AttemptState.ANSWERED, summary="HTTP 200")
+    await core.store.attempt_finished(request_id, accepted)
+    [settled] = await core.service.recover_stuck(timedelta(seconds=-1))
+    [(_, earlier)] = core.provider.stops
+    assert earlier == (accepted,)  # handed to the engine with it, which settles it by reading
+    assert settled.outcome is not None and not settled.outcome.detail.startswith("Sent after a restart")
+
+
 async def test_recovery_sends_a_stop_that_was_never_sent(core: Core) -> None:
     request_id = await new_request(core)
     assert await core.store.claim_for_execution(request_id, ALICE)
