@@ -143,7 +143,9 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
         config = _load()
         for warning in config.warnings:
             click.echo(f"warning: {warning}", err=True)
-        runtime = await Runtime.open(config)
+        # With Slack configured, console and CLI outcomes are announced like Slack's own: in the
+        # request's channel (when it has one) and the incident channel, through the same outbox.
+        runtime = await Runtime.open(config, announce_in_slack=config.settings.slack_bot_token is not None)
         try:
             yield runtime, ""
         finally:
@@ -263,7 +265,7 @@ def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
                 if answer.strip().lower() not in ("y", "yes"):
                     return EXIT_NOT_CONFIRMED
             service = runtime.service
-            result = await service.confirm(request_id, console_actor(as_user))
+            result = await service.confirm(request_id, console_actor(as_user), replace_card=True)
             if result.outcome is None or result.request is None:
                 click.echo(f"Not stopped: {result.refusal}", err=True)
                 return EXIT_NOT_CONFIRMED

@@ -13,6 +13,7 @@ from datetime import timedelta
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import AppConfig
+from bot.core.outbox import POST_CAP_SECONDS
 from bot.core.policy import GroupResolver, Policy
 from bot.core.ports import Notifier, NullNotifier
 from bot.core.service import StopService
@@ -60,6 +61,7 @@ class Runtime:
         self._loops: list[asyncio.Task[None]] = []
         self._delivery_passes = 0
         self._delivery_pass_done = asyncio.Condition()
+        self._closing = asyncio.Event()
 
     @classmethod
     async def open(cls, config: AppConfig, *, announce_in_slack: bool = False) -> Runtime:
@@ -83,7 +85,9 @@ class Runtime:
             client = create_web_client(settings)
             slack = SlackParts(client)
             notifier = SlackNotifier(client, settings.incident_channel, registry)
-            resolver = SlackGroupResolver(create_lookup_client(settings))
+            resolver = SlackGroupResolver(
+                create_lookup_client(settings), store, max_age_seconds=settings.group_members_max_age_seconds
+            )
         service = StopService(
             store,
             registry,
@@ -101,7 +105,10 @@ class Runtime:
 
     def start_background_loops(self, interval: float | None = None) -> None:
         """Expire pending requests, resume stuck ones and deliver the outbox (also right at start)."""
-        every = interval or max(1.0, min(30.0, self.config.settings.request_ttl_seconds / 4))
+        settings = self.config.settings
+        # Often enough that a pending request expires near its TTL and a stuck stop is resumed
+        # well within twice the stuck threshold.
+        every = interval or max(1.0, min(30.0, settings.request_ttl_seconds / 4, settings.stuck_executing_seconds / 2))
         self._loops.append(asyncio.create_task(self._expire_forever(every), name="expiry"))
         self._loops.append(asyncio.create_task(self._deliver_forever(OUTBOX_INTERVAL), name="outbox"))
 
@@ -116,7 +123,9 @@ class Runtime:
             await asyncio.sleep(every)
 
     async def _deliver_forever(self, every: float) -> None:
-        while True:
+        # Ends between passes when the process closes: a post cut off between Slack's answer and
+        # its record would be posted again by the next process.
+        while not self._closing.is_set():
             try:
                 await self.service.deliver()
             except Exception:
@@ -124,7 +133,8 @@ class Runtime:
             async with self._delivery_pass_done:
                 self._delivery_passes += 1
                 self._delivery_pass_done.notify_all()
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), every)
 
     async def wait_for_delivery_pass(self) -> None:
         """Wait until a whole outbox pass has run after this call (tests wait on this, not on time)."""
@@ -138,8 +148,13 @@ class Runtime:
             drain_timeout = self.config.settings.provider_deadline_seconds + 5
         # No new stop starts; stops still waiting in the limiter are given up for the next process
         # to resume, stops with a call in flight get the deadline.
+        self._closing.set()
         await self.service.shutdown(drain_timeout)
         for loop in self._loops:
+            if loop.get_name() == "outbox":
+                # Let the pass under way finish its post (each is bounded well inside its lease).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(loop), POST_CAP_SECONDS + 5)
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop

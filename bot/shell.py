@@ -100,7 +100,7 @@ async def confirm_and_stop(
             say("Cancelled. Nothing was sent to the provider.")
             return None
     say(f"Stopping {facts.display_name} campaign {request.campaign_id}…")
-    result = await service.confirm(request.id, actor)
+    result = await service.confirm(request.id, actor, replace_card=True)
     if result.refused or result.outcome is None or result.request is None:
         say(f"Not stopped: {result.refusal}")
         return result

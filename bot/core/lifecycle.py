@@ -153,7 +153,7 @@ class Lifecycle:
                 continue
             expired.append(ended)
             try:
-                await self.notifier.expired(ended)
+                await self.notifier.card_ended(ended)
             except Exception:
                 log.warning("could not announce an expiry", extra={"request_id": request.id})
         return expired

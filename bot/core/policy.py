@@ -217,7 +217,7 @@ class Policy:
                 members = await self.resolver.members(group)
             except GroupLookupError as exc:
                 raise PolicyRefusal(
-                    "groups", f"Could not check membership of {mention(group)} ({exc}); try again shortly."
+                    "groups", f"Membership of {mention(group)} is unknown: {exc}. Try again once Slack answers."
                 ) from None
             if actor.id in members:
                 return True

@@ -251,8 +251,8 @@ class Notifier(Protocol):
     ) -> str | None:
         """Post the outcome to one target; returns the message ts, raises `DeliveryError`."""
 
-    async def expired(self, request: StopRequest) -> None:
-        """Tell the requester their confirmation expired (e.g. update the card)."""
+    async def card_ended(self, request: StopRequest) -> None:
+        """Show the request's card as ended (expired, or stopped from another front end), buttons gone."""
 
 
 class NullNotifier:
@@ -268,5 +268,5 @@ class NullNotifier:
         """Never called (no targets)."""
         return None
 
-    async def expired(self, request: StopRequest) -> None:
+    async def card_ended(self, request: StopRequest) -> None:
         """Do nothing."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from bot.core.context import request_id_var
 from bot.core.execution import Execution, Interrupted
 from bot.core.models import AttemptState, Outcome, OutcomeStatus, RequestState, StopRequest
 from bot.core.ports import Store
@@ -39,10 +40,13 @@ class Recovery:
         for request in await self.store.stuck_executing(silent_for):
             if not await self.store.take_for_recovery(request.id, silent_for):
                 continue  # another process is resuming it
+            token = request_id_var.set(request.id)  # every line of the resumed stop carries its id
             try:
                 outcome = await self._resume(request)
             except Interrupted:
                 return settled
+            finally:
+                request_id_var.reset(token)
             if outcome is not None:
                 settled.append(request.model_copy(update={"state": RequestState.DONE, "outcome": outcome}))
         return settled

@@ -51,6 +51,7 @@ class StopService:
         self._catalog = catalog
         self._policy = policy or Policy()
         self.preview_timeout = preview_timeout
+        self._notifier = notifier
         self.lifecycle = Lifecycle(store, catalog, self._policy, notifier, ttl=ttl)
         self.outbox = Outbox(store, notifier, lease_seconds=outbox_lease_seconds)
         self.execution = Execution(
@@ -147,8 +148,13 @@ class StopService:
         actor: Actor,
         *,
         on_executing: Callable[[StopRequest], Awaitable[None]] | None = None,
+        replace_card: bool = False,
     ) -> ClickResult:
-        """Stop the campaign of a pending request, exactly once, and announce the outcome."""
+        """Stop the campaign of a pending request, exactly once, and announce the outcome.
+
+        With `replace_card` (front ends other than the card's own buttons: the console, the CLI),
+        the request's Slack card is shown as ended once the outcome is known, so its buttons go.
+        """
         claimed = await self.lifecycle.claim(request_id, actor)
         if isinstance(claimed, ClickResult):
             return claimed
@@ -161,7 +167,13 @@ class StopService:
             outcome, _ = await self.execution.run(claimed)
         except Interrupted:
             return ClickResult(claimed, refusal=SHUTTING_DOWN)
-        return ClickResult(claimed.model_copy(update={"state": RequestState.DONE, "outcome": outcome}), outcome)
+        done = claimed.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
+        if replace_card and done.response_url:
+            try:
+                await self._notifier.card_ended(done)
+            except Exception:
+                log.exception("could not update the request's card", extra={"request_id": request_id})
+        return ClickResult(done, outcome)
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""

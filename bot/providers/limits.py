@@ -38,8 +38,9 @@ from bot.metrics import LIMITER_FALLBACKS
 
 log = logging.getLogger(__name__)
 
-SLOT_LEASE_SECONDS = 120
-"""A slot held by a process that died frees itself after this long."""
+SLOT_LEASE_SECONDS = 10.0
+"""A slot's lease on Redis; its holder renews it every third of that, so only a slot held by a
+process that died (kill -9 mid-call, or queued behind the rate) expires, within this long."""
 SPACING = 1.1
 """Consecutive requests of one account are at least SPACING / rate seconds apart."""
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -148,7 +149,14 @@ class RedisLimiter:
     """Limits shared by every process using the same Redis."""
 
     def __init__(
-        self, redis: Any, storage: Storage, key: str, rate_per_second: float, max_in_flight: int, prefix: str
+        self,
+        redis: Any,
+        storage: Storage,
+        key: str,
+        rate_per_second: float,
+        max_in_flight: int,
+        prefix: str,
+        slot_lease: float = SLOT_LEASE_SECONDS,
     ) -> None:
         self.rate_per_second = rate_per_second
         self.max_in_flight = max_in_flight
@@ -157,7 +165,8 @@ class RedisLimiter:
         self._prefix = prefix
         self._rate = _RateWindow(storage, key, rate_per_second)
         self._spacing = _RedisSpacing(redis, f"{prefix}:spacing:{key}", SPACING / rate_per_second)
-        self._held: list[Any] = []
+        self._slot_lease = slot_lease
+        self._held: dict[asyncio.Task[Any] | None, list[_Slot]] = {}
 
     async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         """Take a shared slot and a place in the shared window; `ready` runs before the spacing gate."""
@@ -168,9 +177,9 @@ class RedisLimiter:
                 await ready()
             await self._spacing.wait()  # last: nothing may stand between the gate and the send
         except BaseException:
-            await _release(slot)
+            await slot.release()
             raise
-        self._held.append(slot)
+        self._held.setdefault(asyncio.current_task(), []).append(slot)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -178,22 +187,45 @@ class RedisLimiter:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await _release(self._held.pop())
+        task = asyncio.current_task()
+        held = self._held[task]
+        slot = held.pop()
+        if not held:
+            del self._held[task]
+        await slot.release()
 
-    async def _take_slot(self) -> Any:
+    async def _take_slot(self) -> _Slot:
         slots = list(range(self.max_in_flight))
         while True:
             random.shuffle(slots)
             for index in slots:
-                lock = self._redis.lock(f"{self._prefix}:inflight:{self._key}:{index}", timeout=SLOT_LEASE_SECONDS)
+                key = f"{self._prefix}:inflight:{self._key}:{index}"
+                lock = self._redis.lock(key, timeout=self._slot_lease)
                 if await lock.acquire(blocking=False):
-                    return lock
+                    return _Slot(lock, self._slot_lease)
             await asyncio.sleep(0.01 + random.uniform(0, 0.01))
 
 
-async def _release(lock: Any) -> None:
-    with contextlib.suppress(Exception):  # an expired lease was already released by Redis
-        await lock.release()
+class _Slot:
+    """A leased in-flight slot, renewed while its holder lives."""
+
+    def __init__(self, lock: Any, lease: float) -> None:
+        self._lock = lock
+        self._keeper = asyncio.create_task(self._keep(lease / 3), name="limiter-slot-lease")
+
+    async def _keep(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(*REDIS_FAILURES):  # Redis away: the outage logic takes over
+                await self._lock.reacquire()
+
+    async def release(self) -> None:
+        """Stop renewing and free the slot."""
+        self._keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._keeper
+        with contextlib.suppress(Exception):  # an expired lease was already released by Redis
+            await self._lock.release()
 
 
 class RedisOutage:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
@@ -13,6 +15,12 @@ from bot.slack.guard import reject_malformed
 from bot.slack.listeners import register_listeners
 from bot.slack.responder import retry_handlers
 from bot.tasks import BackgroundTasks
+
+
+def _not_token_skipped(record: logging.LogRecord) -> bool:
+    # Bolt reads SLACK_BOT_TOKEN from the environment on its own and warns that the client given
+    # wins over it; that is intended here (the client carries no token, `authorize` gives it).
+    return "`token` will be unused" not in record.getMessage()
 
 
 def create_slack_app(
@@ -33,6 +41,7 @@ def create_slack_app(
     # Bolt builds a client per request from `authorize`; give it one without a token (same base URL
     # and retry handlers) so it does not warn that a token would be ignored.
     bolt_client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10, retry_handlers=retry_handlers())
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_not_token_skipped)
     app = AsyncApp(
         client=bolt_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,

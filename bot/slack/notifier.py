@@ -96,8 +96,9 @@ class SlackNotifier:
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None
 
-    async def expired(self, request: StopRequest) -> None:
-        """Replace the card of an expired request (its response_url is valid for 30 minutes)."""
+    async def card_ended(self, request: StopRequest) -> None:
+        """Replace the request's card by its ended state, without buttons (its response_url is valid
+        for 30 minutes; past that the card keeps its buttons, and a click is told the request ended)."""
         facts = facts_for(self.catalog, request.provider, request.account)
         await post_response(request.response_url, ended_card(request, facts), replace=True)
 

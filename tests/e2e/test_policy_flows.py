@@ -158,3 +158,25 @@ async def test_a_request_stuck_in_executing_is_settled_on_start(start_app: Start
     assert clevertap.outcome.status.value == "stopped"
     assert len(app.sandbox["clevertap"].calls_to("/stop", "POST")) == 1
     assert app.sandbox["sonarly"].calls_to("/stop", "POST") == []  # nothing was sent again
+
+
+async def test_group_members_survive_a_restart_during_a_slack_outage(start_app: StartApp, tmp_path: Path) -> None:
+    """The members Slack last gave are kept in the store: a new process with a cold cache, Slack
+    down, still lets the on-call group stop; past GROUP_MEMBERS_MAX_AGE_SECONDS the refusal says
+    membership is unknown."""
+    before = await policy_app(start_app, tmp_path)
+    assert STOP_ACTION in buttons((await before.command("clevertap 1457432766", user=ALICE)).json())
+    before.slack.down = True
+    restarted = await policy_app(start_app, tmp_path)  # same database, nothing cached in memory
+    calls = len(restarted.slack.of("usergroups.users.list"))
+    allowed = await restarted.command("clevertap 1457432766", user=ALICE)
+    assert STOP_ACTION in buttons(allowed.json()), message_text(allowed.json())
+    assert len(restarted.slack.of("usergroups.users.list")) > calls  # Slack was asked first, and failed
+    outsider = await restarted.command("clevertap 1457432766", user=DAVE)
+    assert "Not allowed" in message_text(outsider.json())
+
+    too_old = await policy_app(start_app, tmp_path, GROUP_MEMBERS_MAX_AGE_SECONDS="0")
+    refused = await too_old.command("clevertap 1457432766", user=ALICE)
+    text = message_text(refused.json())
+    assert STOP_ACTION not in buttons(refused.json())
+    assert "Membership of <!subteam^S0ONCALL> is unknown" in text and "h old" in text, text

@@ -93,4 +93,5 @@ async def test_concurrent_clicks_on_two_processes_stop_each_campaign_once(
             await fake_slack.wait_for("response_url", len(fake_slack.of("response_url")) + 1)
     assert len(fake_slack.of("chat.postMessage")) == REQUESTS
     for process in two_processes:
-        assert "Traceback" not in process.log
+        tracebacks = [line for line in process.log.splitlines() if "Traceback" in line]
+        assert not tracebacks, tracebacks

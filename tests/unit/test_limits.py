@@ -125,3 +125,32 @@ async def test_redis_in_flight_cap_across_processes(redis_url: str) -> None:
         await client.aclose()
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_held_redis_slot_is_renewed_and_a_dead_holder_s_slot_expires(redis_url: str) -> None:
+    """A live holder keeps its slot past the lease; a holder that died (never released, never
+    renewed again) frees it within one lease, so no other process waits for minutes."""
+    import redis.asyncio as redis_asyncio
+    from limits.aio.storage import MemoryStorage
+
+    from bot.providers.limits import RedisLimiter
+
+    prefix = f"test-{secrets.token_hex(4)}"
+    client = redis_asyncio.from_url(redis_url)
+    lease = 0.6
+    try:
+        holder = RedisLimiter(client, MemoryStorage(), "ct:default", 1000, 1, prefix, slot_lease=lease)
+        other = RedisLimiter(client, MemoryStorage(), "ct:default", 1000, 1, prefix, slot_lease=lease)
+        await holder.acquire()
+        with pytest.raises(TimeoutError):  # three leases long, the live holder's slot stays taken
+            async with asyncio.timeout(lease * 3):
+                await other.acquire()
+        # The holder dies: its renewal stops, nothing releases the slot.
+        for slots in holder._held.values():
+            for slot in slots:
+                slot._keeper.cancel()
+        async with asyncio.timeout(lease * 4):
+            await other.acquire()
+        await other.__aexit__(None, None, None)
+    finally:
+        await client.aclose()

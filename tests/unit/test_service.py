@@ -121,7 +121,7 @@ class FakeNotifier:
         self.posts.append((request.id, target, channel))
         return f"17000.{len(self.posts)}"
 
-    async def expired(self, request: StopRequest) -> None:
+    async def card_ended(self, request: StopRequest) -> None:
         self.posts.append((request.id, "expired", request.channel_id or ""))
 
 

@@ -1,0 +1,84 @@
+"""Every front end announces: stops and approvals made from the CLI are posted in Slack (the
+request's channel when it has one, and the incident channel) through the same outbox as Slack's
+own, and an approval card approved from the CLI loses its buttons.
+
+The app runs in-process (it served the Slack command); the CLI runs as a real process on the
+same database, with the same Slack and provider configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.httpserver import RunningServer
+from bot.sandbox.server import Sandbox
+from bot.slack.blocks import STOP_ACTION
+from tests.e2e.conftest import BOT_TOKEN, CHANNEL, INCIDENT, StartApp, buttons, message_text, provider_env
+from tests.e2e.processes import clean_environment
+from tests.e2e.test_policy_flows import ALICE, BOB, SONARLY_RUNNING, policy_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=str(ROOT), env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+def cli_environment(tmp_path: Path, slack_url: str, box: Sandbox, box_url: str) -> dict[str, str]:
+    return clean_environment(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_API_URL=f"{slack_url}/api/",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.db'}",  # the in-process app's database
+        INCIDENT_CHANNEL=INCIDENT,
+        STOPCAMPAIGN_CONFIG=str(tmp_path / "policy.toml"),
+        **provider_env(box, box_url),
+    )
+
+
+async def test_an_approval_from_the_cli_is_announced_and_ends_the_card(
+    start_app: StartApp, tmp_path: Path, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    box, box_server = sandbox
+    app = await policy_app(start_app, tmp_path)
+    ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
+    request_id = buttons(ack.json())[STOP_ACTION]["value"]
+    await app.runtime.tasks.wait_idle()
+    card_updates = len(app.slack.of("response_url"))
+
+    env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
+    code, output = await run_cli(env, "approve", request_id, "--yes", "--as", BOB)
+    assert code == 0, output
+    assert "stopped" in output and "Traceback" not in output
+
+    posts = [p for p in app.slack.of("chat.postMessage") if request_id in message_text(p.body)]
+    assert sorted(p.body["channel"] for p in posts) == sorted([CHANNEL, INCIDENT])
+    assert f"<@{BOB}>" in message_text(posts[0].body)
+    assert await app.runtime.store.outbox_depth() == 0  # posted by the CLI, nothing left for serve
+    ended = [c.body for c in app.slack.of("response_url")[card_updates:] if c.body.get("replace_original")]
+    assert ended, "the approval card was not updated"
+    assert STOP_ACTION not in buttons(ended[-1]) and "stopped" in message_text(ended[-1])
+    assert len(box["sonarly"].calls_to("/stop", "POST")) == 1
+
+
+async def test_a_cli_stop_is_announced_in_the_incident_channel(
+    start_app: StartApp, tmp_path: Path, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    box, box_server = sandbox
+    app = await policy_app(start_app, tmp_path)
+    (tmp_path / "policy.toml").write_text("")  # an open policy: a console user may stop
+    env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
+    code, output = await run_cli(env, "stop", "clevertap", "1457432766", "--reason", "runbook", "--yes")
+    assert code == 0, output
+    posts = app.slack.of("chat.postMessage")
+    assert [p.body["channel"] for p in posts] == [INCIDENT]  # a CLI request has no channel of its own
+    text = message_text(posts[0].body)
+    assert "1457432766" in text and "stopped" in text and "runbook" in text
