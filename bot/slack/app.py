@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.core.service import StopService
 from bot.slack.deps import SlackDeps
-from bot.slack.guard import reject_malformed
+from bot.slack.guard import answer_listener_failure, reject_malformed
 from bot.slack.listeners import register_listeners
 from bot.slack.responder import retry_handlers
 from bot.tasks import BackgroundTasks
@@ -50,5 +50,6 @@ def create_slack_app(
         request_verification_enabled=not socket_mode,
     )
     app.use(reject_malformed)
+    app.error(answer_listener_failure)
     register_listeners(app, SlackDeps(service=service, tasks=tasks))
     return app
