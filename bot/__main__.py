@@ -78,11 +78,13 @@ def serve(host: str | None, port: int | None) -> None:
         sys.exit(EXIT_USAGE)
     setup_logging(settings.log_level, json_lines=settings.log_format == "json")
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
+    _check_database(config)
     try:
         sock = bind_socket(bind_host, bind_port)
     except OSError as exc:
         click.echo(f"Cannot listen on {bind_host}:{bind_port}: {exc.strerror}", err=True)
         sys.exit(EXIT_USAGE)
+    _serve_metrics(settings.metrics_port, bind_host)
     server = uvicorn.Server(
         uvicorn.Config(
             create_web_app(config),
@@ -95,6 +97,37 @@ def serve(host: str | None, port: int | None) -> None:
     )
     logging.getLogger("bot").info("stopcampaign listening on http://%s:%s", bind_host, bind_port)
     server.run(sockets=[sock])
+
+
+def _check_database(config: AppConfig) -> None:
+    """Open the store once before serving: an unreachable or unusable database is one line, exit 2."""
+    from bot.store.repository import Store, StoreError
+
+    async def check() -> None:
+        store = Store.from_url(config.settings.database_url)
+        try:
+            await store.initialize(migrate=config.settings.migrate_on_start)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(check())
+    except StoreError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _serve_metrics(port: int | None, host: str) -> None:
+    """With METRICS_PORT, /metrics on a port of its own (Prometheus' own server, in a thread)."""
+    if port is None:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        click.echo(f"METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @cli.command()
@@ -114,6 +147,8 @@ def socket() -> None:
         click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `socket`", err=True)
         sys.exit(EXIT_USAGE)
     setup_logging(settings.log_level, json_lines=settings.log_format == "json")
+    _check_database(config)
+    _serve_metrics(settings.metrics_port, settings.host)
     asyncio.run(_socket(config))
 
 
@@ -134,10 +169,21 @@ async def _socket(config: AppConfig) -> None:
         await runtime.close()
 
 
+async def _open(config: AppConfig, *, announce_in_slack: bool = False) -> Runtime:
+    """Open the runtime for a CLI command; a database that cannot be used is one line, exit 2."""
+    from bot.runtime import Runtime
+    from bot.store.repository import StoreError
+
+    try:
+        return await Runtime.open(config, announce_in_slack=announce_in_slack)
+    except StoreError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+
+
 @asynccontextmanager
 async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
     """A runtime for the console: real config, or every provider pointed at an in-process sandbox."""
-    from bot.runtime import Runtime
 
     if not use_sandbox:
         config = _load()
@@ -145,7 +191,7 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
             click.echo(f"warning: {warning}", err=True)
         # With Slack configured, console and CLI outcomes are announced like Slack's own: in the
         # request's channel (when it has one) and the incident channel, through the same outbox.
-        runtime = await Runtime.open(config, announce_in_slack=config.settings.slack_bot_token is not None)
+        runtime = await _open(config, announce_in_slack=config.settings.slack_bot_token is not None)
         try:
             yield runtime, ""
         finally:
@@ -162,8 +208,8 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
         except ConfigError as exc:
             click.echo(str(exc), err=True)
             sys.exit(EXIT_USAGE)
-        runtime = await Runtime.open(config)
-        banner = _sandbox_banner(sandbox, server.url)
+        runtime = await _open(config)
+        banner = _sandbox_banner(sandbox, server.url, config.settings.database_url)
         try:
             yield runtime, banner
         finally:
@@ -172,27 +218,21 @@ async def _runtime(use_sandbox: bool) -> AsyncIterator[tuple[Runtime, str]]:
             await server.stop()
 
 
-def _sandbox_banner(sandbox: Sandbox, url: str) -> str:
-    lines = [f"Sandbox running at {url}: no real provider is contacted. Campaigns you can stop:"]
+def _sandbox_banner(sandbox: Sandbox, url: str, database: str) -> str:
+    lines = [
+        f"Sandbox running at {url}: no real provider is contacted, nothing is posted to Slack, and",
+        f"requests go to a throwaway store ({database.removeprefix('sqlite:///')}, deleted on exit).",
+        "Campaigns you can stop:",
+    ]
     for name, sim in sandbox.simulators.items():
         for campaign in sim.campaigns.values():
             lines.append(f"  {name} {campaign.id:<26} {campaign.state:<10} {campaign.name}")
     return "\n".join(lines)
 
 
-AS_OPTION = click.option(
-    "--as",
-    "as_user",
-    default=None,
-    metavar="SLACK_USER_ID",
-    help="Act as this Slack user for the policy (default: console:<os user>, allowed only by open policies).",
-)
-
-
 @cli.command()
 @click.option("--sandbox", "use_sandbox", is_flag=True, help="Run the provider simulators in-process (demo).")
-@AS_OPTION
-def shell(use_sandbox: bool, as_user: str | None) -> None:
+def shell(use_sandbox: bool) -> None:
     """Console front end: type commands as in Slack and confirm them here."""
     from bot.shell import console_actor, run_shell
 
@@ -200,7 +240,7 @@ def shell(use_sandbox: bool, as_user: str | None) -> None:
 
     async def main() -> None:
         async with _runtime(use_sandbox) as (runtime, banner):
-            await run_shell(runtime.service, banner=banner, actor=console_actor(as_user))
+            await run_shell(runtime.service, banner=banner, actor=console_actor())
 
     asyncio.run(main())
 
@@ -211,8 +251,7 @@ def shell(use_sandbox: bool, as_user: str | None) -> None:
 @click.option("--reason", default="", help="Why the campaign is stopped (kept in the audit log).")
 @click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--sandbox", "use_sandbox", is_flag=True, help="Stop a campaign of the built-in sandbox.")
-@AS_OPTION
-def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandbox: bool, as_user: str | None) -> None:
+def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandbox: bool) -> None:
     """One-shot stop for runbooks: TARGET is provider[:account]. The exit code says the outcome."""
     from bot.shell import ask_stdin, confirm_and_stop, console_actor
 
@@ -233,7 +272,7 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
                 click.echo(service.help(), err=True)
                 return EXIT_USAGE
             result = await confirm_and_stop(
-                command, service, console_actor(as_user), ask_stdin, click.echo, assume_yes=assume_yes
+                command, service, console_actor(), ask_stdin, click.echo, assume_yes=assume_yes
             )
             if result is None:
                 return EXIT_NOT_CONFIRMED
@@ -247,8 +286,7 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
 @cli.command()
 @click.argument("request_id")
 @click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
-@AS_OPTION
-def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
+def approve(request_id: str, assume_yes: bool) -> None:
     """Confirm (or, under the two-person rule, approve) a pending request by its id."""
     from bot.core.render import outcome_text
     from bot.shell import ask_stdin, console_actor
@@ -265,7 +303,7 @@ def approve(request_id: str, assume_yes: bool, as_user: str | None) -> None:
                 if answer.strip().lower() not in ("y", "yes"):
                     return EXIT_NOT_CONFIRMED
             service = runtime.service
-            result = await service.confirm(request_id, console_actor(as_user), replace_card=True)
+            result = await service.confirm(request_id, console_actor(), replace_card=True)
             if result.outcome is None or result.request is None:
                 click.echo(f"Not stopped: {result.refusal}", err=True)
                 return EXIT_NOT_CONFIRMED
@@ -338,7 +376,7 @@ def status(request_id: str, as_json: bool) -> None:
 def migrate() -> None:
     """Bring the database schema to the newest revision (the Procfile's release phase runs this)."""
     from bot.store.migrate import upgrade
-    from bot.store.repository import Store, StoreError
+    from bot.store.repository import Store, StoreError, one_line
 
     config = _load()
 
@@ -346,6 +384,8 @@ def migrate() -> None:
         store = Store.from_url(config.settings.database_url)
         try:
             return await upgrade(store.engine)
+        except Exception as exc:
+            raise StoreError(f"DATABASE_URL: cannot migrate the database ({one_line(exc)})") from None
         finally:
             await store.close()
 
@@ -353,7 +393,7 @@ def migrate() -> None:
         revision = asyncio.run(main())
     except StoreError as exc:
         click.echo(f"Migration failed: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_USAGE)
     click.echo(f"Database schema at revision {revision}.")
 
 

@@ -21,9 +21,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.core.policy import PolicyConfig
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     redis_url: str | None = None
     redis_prefix: str = Field(default="stopcampaign", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve /metrics on this port of its own (on HOST), apart from the Slack port."""
+    metrics_token: SecretStr | None = None
+    """Serve /metrics on the Slack port to requests bearing this token (Authorization: Bearer …)."""
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     """How `serve` and `socket` log (the console front ends always log readable text)."""
@@ -79,9 +84,36 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis:// (or rediss://, unix://) URL")
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError("must be a redis:// or rediss:// URL such as redis://localhost:6379/0")
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if not parts.hostname:
+            raise ValueError("names no host")
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError("has a database that is not a number (use /0, /1…)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must be sqlite:///path.db or postgresql://user:password@host:5432/db")
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        parts = urlsplit(value)
+        if scheme != "sqlite" and not parts.hostname and port is None and "host=" not in parts.query:
+            raise ValueError("names no host")
         return value
 
     @field_validator("log_level")
@@ -167,11 +199,45 @@ def _read_toml(path_text: str | None, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
+def _toml_kind(annotation: Any) -> type:
+    """The TOML type a setting takes: bool, int, float or str (secrets, paths and choices are text)."""
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    if get_origin(annotation) is Literal:
+        return str
+    for kind in (bool, int, float):
+        if kind in args:
+            return kind
+    return str
+
+
+def _toml_type_problem(model: type[BaseModel], key: str, value: Any, where: str) -> str | None:
+    """TOML values have types: `default = "yes"` or `port = "80"` is an error, not a guess."""
+    field = model.model_fields.get(key.lower())
+    if field is None:
+        return None
+    kind = _toml_kind(field.annotation)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if ok:
+        return None
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a quoted string"}
+    return f"{where}{key}: must be {names[kind]} in TOML, not {type(value).__name__} {value!r}"[:300]
+
+
 def _build_settings(env: Mapping[str, str], toml_globals: dict[str, Any], problems: list[str]) -> Settings | None:
     known = set(Settings.model_fields)
     for key in list(toml_globals):
         if key.lower() not in known:
             problems.append(f"config file: unknown setting {key!r}")
+            del toml_globals[key]
+            continue
+        problem = _toml_type_problem(Settings, key, toml_globals[key], "config file: ")
+        if problem is not None:
+            problems.append(problem)
             del toml_globals[key]
     values = {key.lower(): value for key, value in toml_globals.items()}
     values.update({key.lower(): value for key, value in env.items() if key.lower() in known and value.strip()})
@@ -232,6 +298,13 @@ def _toml_accounts(section: Any, problems: list[str]) -> tuple[dict[str, dict[st
                 continue
             values = dict(raw)
             is_default = values.pop("default", False)
+            if not isinstance(is_default, bool):
+                problems.append(f"{where} default: must be true or false, not {is_default!r}"[:300])
+                continue
+            typed = [_toml_type_problem(cls.account_model, k, v, f"{where} ") for k, v in values.items()]
+            if any(typed):
+                problems.extend(p for p in typed if p)
+                continue
             try:
                 account = cls.account_model.model_validate(values)
             except ValidationError as exc:

@@ -30,14 +30,13 @@ async def ask_stdin(prompt: str) -> str:
     return await asyncio.to_thread(input, prompt)
 
 
-def console_actor(slack_user: str | None = None) -> Actor:
-    """Who is typing: the OS user (``console:<name>``), or the Slack user id given with ``--as``."""
+def console_actor() -> Actor:
+    """Who is typing: the OS user, as ``console:<name>``. A shell is not a Slack identity: what
+    this actor may do is what the policy grants ``console:<name>`` (or ``*``)."""
     try:
         name = getpass.getuser()
     except Exception:
-        name = "console"
-    if slack_user:
-        return Actor(id=slack_user, name=f"{name} as {slack_user}", source="console")
+        name = "unknown"
     return Actor(id=f"console:{name}", name=name, source="console")
 
 
@@ -84,7 +83,7 @@ async def confirm_and_stop(
     if request.two_person:
         say(
             "This account needs a second person to approve (two-person rule): approve it in Slack, "
-            f"or have an approver run `python -m bot approve {request.id} --as <their Slack id>`."
+            f"or have an approver the policy names as console:<their OS user> run `python -m bot approve {request.id}`."
         )
         return None
     preview = await service.load_preview(request)

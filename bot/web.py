@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -76,27 +77,29 @@ def create_web_app(config: AppConfig) -> Starlette:
             return JSONResponse({"error": "malformed payload"}, status_code=400)
         return to_starlette_response(bolt_response)
 
+    metrics_token = config.settings.metrics_token
+
     async def metrics(request: Request) -> Response:
+        # Never public on the Slack port: only with METRICS_TOKEN (else METRICS_PORT serves them).
+        if metrics_token is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {metrics_token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"error": "a bearer token is required"}, status_code=401)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
+        # Says whether this process can take stops, and what is degraded, without internals.
         runtime: Runtime = request.app.state.runtime
-        store_ok = await runtime.store.ping()
-        degraded: dict[str, str] = {}
-        if not store_ok:
-            degraded["store"] = "the database does not answer"
-        if not await runtime.limiters.ping():
-            degraded["rate_limits"] = "the shared limiter (Redis) does not answer; limits are kept per process"
-        body: dict[str, object] = {
-            "status": "degraded" if degraded else "ok",
-            "store": "ok" if store_ok else "unreachable",
-            "providers": [kind.name for kind in runtime.registry.configured()],
-        }
+        if not await runtime.store.ping():
+            return JSONResponse({"status": "unavailable", "degraded": ["store"]}, status_code=503)
+        degraded = [] if await runtime.limiters.ping() else ["rate_limits"]
+        # Stops still go out without Redis (under local limits): degraded, not down.
+        body: dict[str, object] = {"status": "degraded" if degraded else "ok"}
         if degraded:
             body["degraded"] = degraded
-        # Only a store that cannot be reached makes the process unfit to serve; stops still go out
-        # without Redis.
-        return JSONResponse(body, status_code=200 if store_ok else 503)
+        return JSONResponse(body)
 
     return Starlette(
         routes=[

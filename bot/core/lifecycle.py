@@ -27,9 +27,16 @@ REREAD_AFTER = 0.25
 NO_SUCH_REQUEST = "This stop request does not exist."
 
 
+REQUEST_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+"""Lower-case letters and digits without the look-alikes (l, o, 0, 1): safe in URLs and shells,
+never a leading '-' that a command line would take for an option."""
+REQUEST_ID_LENGTH = 12
+"""60 bits: unguessable in the lifetime of a card, short enough to read out or paste."""
+
+
 def new_request_id() -> str:
-    """An unguessable request id."""
-    return secrets.token_urlsafe(18)
+    """A short, unguessable request id that is safe to type, paste and pass as an argument."""
+    return "".join(secrets.choice(REQUEST_ID_ALPHABET) for _ in range(REQUEST_ID_LENGTH))
 
 
 class Lifecycle:

@@ -181,6 +181,14 @@ class Policy:
                 raise PolicyRefusal(
                     "self_approval", "You asked for this stop: a different person must approve it (two-person rule)."
                 )
+            if actor.source == "console" and (rule.confirmers is None or actor.id not in rule.confirmers):
+                # A shell could be anyone's, the requester's included: only a console user the
+                # policy names as a confirmer may be the second person.
+                raise PolicyRefusal(
+                    "console_approval",
+                    f"A console user approves two-person stops only when the policy names {actor.id} among the "
+                    "confirmers; approve it in Slack.",
+                )
             if rule.confirmers is not None and not await self._allowed(actor, rule.confirmers):
                 raise PolicyRefusal(
                     "confirmers", f"Only {mentions(rule.confirmers)} can approve stops on "

@@ -17,12 +17,20 @@ from bot.sandbox.server import Sandbox
 SANDBOX_ACCOUNT = "sandbox"
 
 
+DROPPED = frozenset({"STOPCAMPAIGN_CONFIG", "DATABASE_URL", "INCIDENT_CHANNEL"})
+
+
 def sandbox_config(sandbox: Sandbox, url: str, workdir: Path, environ: Mapping[str, str] | None = None) -> AppConfig:
-    """An `AppConfig` from the environment, minus provider settings, plus one sandbox account each."""
+    """An `AppConfig` from the environment, minus provider settings, plus one sandbox account each.
+
+    A demo never touches what a real deployment uses: its store is a throwaway SQLite file in
+    `workdir` whatever DATABASE_URL says, and Slack, Redis and metrics settings are dropped, so it
+    posts nothing to a configured workspace and shares no limits.
+    """
     env = dict(os.environ if environ is None else environ)
-    prefixes = tuple(cls.env_prefix for cls in ADAPTER_CLASSES)
-    env = {k: v for k, v in env.items() if not k.startswith(prefixes) and k != "STOPCAMPAIGN_CONFIG"}
-    env.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'sandbox.db'}")
+    prefixes = (*(cls.env_prefix for cls in ADAPTER_CLASSES), "SLACK_", "REDIS_", "METRICS_")
+    env = {k: v for k, v in env.items() if not k.startswith(prefixes) and k not in DROPPED}
+    env["DATABASE_URL"] = f"sqlite:///{workdir / 'sandbox.db'}"
     base = load_config(env)
     accounts = {}
     for provider, named in sandbox.accounts(url).items():

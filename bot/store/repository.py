@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,14 @@ def async_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
     return url
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one short line: its type and the first line of its message (SQLAlchemy adds a
+    background link on later lines), without a password that a driver may echo."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    first = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", first)
+    return f"{type(exc).__name__}: {first}"[:240] if first else type(exc).__name__
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -110,7 +119,7 @@ class Store:
                 return
             current = await current_revision(self.engine)
         except Exception as exc:
-            raise StoreError(f"cannot open the database ({type(exc).__name__}: {exc})") from None
+            raise StoreError(f"DATABASE_URL: cannot open the database ({one_line(exc)})") from None
         if current != head_revision():
             raise StoreError(
                 f"the database schema is at revision {current or 'none'}, this code needs {head_revision()}: "

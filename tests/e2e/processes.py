@@ -37,6 +37,7 @@ class ServeProcess:
     process: asyncio.subprocess.Process
     lines: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
+    metrics_url: str = ""
 
     @property
     def log(self) -> str:

@@ -9,6 +9,7 @@ same database, with the same Slack and provider configuration.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from bot.sandbox.server import Sandbox
 from bot.slack.blocks import STOP_ACTION
 from tests.e2e.conftest import BOT_TOKEN, CHANNEL, INCIDENT, StartApp, buttons, message_text, provider_env
 from tests.e2e.processes import clean_environment
-from tests.e2e.test_policy_flows import ALICE, BOB, SONARLY_RUNNING, policy_app
+from tests.e2e.test_policy_flows import ALICE, BOB, POLICY, SONARLY_RUNNING, policy_app
+
+CONSOLE = f"console:{getpass.getuser()}"
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,20 +51,24 @@ async def test_an_approval_from_the_cli_is_announced_and_ends_the_card(
     start_app: StartApp, tmp_path: Path, sandbox: tuple[Sandbox, RunningServer]
 ) -> None:
     box, box_server = sandbox
-    app = await policy_app(start_app, tmp_path)
+    # The approver at the shell is named in the policy as console:<OS user>.
+    policy = POLICY.replace('confirmers = ["S0LEADS"]', f'confirmers = ["S0LEADS", "{CONSOLE}"]')
+    (tmp_path / "policy.toml").write_text(policy)
+    app = await start_app(STOPCAMPAIGN_CONFIG=str(tmp_path / "policy.toml"))
+    app.slack.groups.update({"S0ONCALL": [ALICE, BOB], "S0LEADS": [BOB]})
     ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
     request_id = buttons(ack.json())[STOP_ACTION]["value"]
     await app.runtime.tasks.wait_idle()
     card_updates = len(app.slack.of("response_url"))
 
     env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
-    code, output = await run_cli(env, "approve", request_id, "--yes", "--as", BOB)
+    code, output = await run_cli(env, "approve", request_id, "--yes")
     assert code == 0, output
     assert "stopped" in output and "Traceback" not in output
 
     posts = [p for p in app.slack.of("chat.postMessage") if request_id in message_text(p.body)]
     assert sorted(p.body["channel"] for p in posts) == sorted([CHANNEL, INCIDENT])
-    assert f"<@{BOB}>" in message_text(posts[0].body)
+    assert CONSOLE in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
     assert await app.runtime.store.outbox_depth() == 0  # posted by the CLI, nothing left for serve
     ended = [c.body for c in app.slack.of("response_url")[card_updates:] if c.body.get("replace_original")]
     assert ended, "the approval card was not updated"
@@ -82,3 +89,23 @@ async def test_a_cli_stop_is_announced_in_the_incident_channel(
     assert [p.body["channel"] for p in posts] == [INCIDENT]  # a CLI request has no channel of its own
     text = message_text(posts[0].body)
     assert "1457432766" in text and "stopped" in text and "runbook" in text
+
+
+async def test_a_shell_is_not_a_slack_identity(
+    start_app: StartApp, tmp_path: Path, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    """`--as` is gone; a console user the policy does not name never approves a two-person stop,
+    even where anyone may approve (the shell could be the requester's own)."""
+    box, box_server = sandbox
+    (tmp_path / "policy.toml").write_text('[policy.providers.sonarly]\ntwo_person = true\n')
+    app = await start_app(STOPCAMPAIGN_CONFIG=str(tmp_path / "policy.toml"))
+    ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
+    request_id = buttons(ack.json())[STOP_ACTION]["value"]
+    env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
+    code, output = await run_cli(env, "approve", request_id, "--yes", "--as", BOB)
+    assert code == 2 and "No such option '--as'" in output
+    code, output = await run_cli(env, "approve", request_id, "--yes")
+    assert code == 11 and f"names {CONSOLE} among the confirmers" in output, output
+    assert box["sonarly"].calls_to("/stop", "POST") == []
+    trail = await app.runtime.store.audit(request_id)
+    assert [(e.actor, e.detail.get("rule")) for e in trail if e.event == "refused"] == [(CONSOLE, "console_approval")]

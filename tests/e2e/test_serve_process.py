@@ -14,8 +14,8 @@ import pytest
 from bot.httpserver import RunningServer
 from bot.sandbox.server import Sandbox
 from bot.slack.blocks import STOP_ACTION
-from tests.e2e.conftest import BOT_TOKEN, INCIDENT, SIGNING_SECRET, AppUnderTest, buttons, provider_env
-from tests.e2e.processes import ServeProcess, clean_environment, start_serve
+from tests.e2e.conftest import BOT_TOKEN, INCIDENT, SIGNING_SECRET, AppUnderTest, StartApp, buttons, provider_env
+from tests.e2e.processes import ServeProcess, clean_environment, free_port, start_serve
 from tests.fakes.slack import FakeSlack
 
 STOPS = [
@@ -31,6 +31,7 @@ async def served(
     tmp_path: Path, fake_slack: FakeSlack, sandbox: tuple[Sandbox, RunningServer]
 ) -> AsyncIterator[ServeProcess]:
     box, box_server = sandbox
+    metrics_port = free_port()
     env = clean_environment(
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -38,9 +39,11 @@ async def served(
         DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
         INCIDENT_CHANNEL=INCIDENT,
         LOG_LEVEL="DEBUG",  # the most the app ever logs: still no secret
+        METRICS_PORT=str(metrics_port),
         **provider_env(box, box_server.url),
     )
     process = await start_serve(env, tmp_path)
+    process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     yield process
     await process.stop()
 
@@ -52,7 +55,7 @@ async def test_serve_process_full_flow_logs_and_metrics(
     request_ids = []
     async with httpx.AsyncClient(timeout=10) as http:
         health = await http.get(f"{served.url}/healthz")
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.status_code == 200 and health.json() == {"status": "ok"}  # no internals
         app = AppUnderTest(url=served.url, web=None, slack=fake_slack, sandbox=box, http=http)
         for n, (provider, campaign, _) in enumerate(STOPS, start=1):
             ack = await app.command(f"{provider} {campaign} wrong audience")
@@ -61,7 +64,8 @@ async def test_serve_process_full_flow_logs_and_metrics(
             await app.click(STOP_ACTION, request_id)
             posts = await fake_slack.wait_for("chat.postMessage", 2 * n, timeout=20)
             assert "stopped" in str(posts[-2].body)
-        metrics = (await http.get(f"{served.url}/metrics")).text
+        assert (await http.get(f"{served.url}/metrics")).status_code == 404  # never on the Slack port
+        metrics = (await http.get(served.metrics_url)).text
     for provider, _, _ in STOPS:
         assert f'stopcampaign_stops_total{{account="default",outcome="stopped",provider="{provider}"}} 1.0' in metrics
     assert 'stopcampaign_commands_total{kind="stop"} 4.0' in metrics
@@ -82,3 +86,12 @@ async def test_serve_process_full_flow_logs_and_metrics(
     log = served.log
     for secret in secrets:
         assert secret not in log
+
+
+async def test_metrics_on_the_slack_port_need_the_bearer_token(start_app: StartApp) -> None:
+    app = await start_app(METRICS_TOKEN="metrics-token-0123456789")
+    assert (await app.http.get(f"{app.url}/metrics")).status_code == 401
+    wrong = await app.http.get(f"{app.url}/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = await app.http.get(f"{app.url}/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert right.status_code == 200 and "stopcampaign_commands_total" in right.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 
 import pytest
 from hypothesis import given
@@ -141,3 +142,15 @@ def test_history_and_status(text: str, expected: object) -> None:
 def test_bad_history_and_status(text: str, problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
         parse_command(text, ONE)
+
+
+def test_request_ids_are_short_url_safe_and_never_look_like_an_option() -> None:
+    from bot.core.lifecycle import REQUEST_ID_ALPHABET, new_request_id
+
+    ids = {new_request_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    for request_id in ids:
+        assert len(request_id) == 12 and set(request_id) <= set(REQUEST_ID_ALPHABET)
+        assert not request_id.startswith("-")
+        assert request_id == urllib.parse.quote(request_id, safe="")
+        assert parse_command(f"status {request_id}", ONE) == StatusCommand(request_id)
