@@ -37,6 +37,8 @@ EXIT_CODES: dict[OutcomeStatus, int] = {
     OutcomeStatus.UNKNOWN: 10,
 }
 EXIT_USAGE = 2
+EXPORT_EXCLUDES = {"response_url"}
+"""Never exported: a response_url lets whoever holds it post as the app for 30 minutes."""
 EXIT_NOT_CONFIRMED = 11
 
 
@@ -74,7 +76,7 @@ def serve(host: str | None, port: int | None) -> None:
         if value is None
     ]
     if missing:
-        click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `serve`", err=True)
+        click.echo(f"configuration problem: {', '.join(missing)}: required by `serve`", err=True)
         sys.exit(EXIT_USAGE)
     setup_logging(settings.log_level, json_lines=settings.log_format == "json")
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
@@ -144,7 +146,7 @@ def socket() -> None:
         if value is None
     ]
     if missing:
-        click.echo(f"Configuration problems:\n  - {', '.join(missing)}: required by `socket`", err=True)
+        click.echo(f"configuration problem: {', '.join(missing)}: required by `socket`", err=True)
         sys.exit(EXIT_USAGE)
     setup_logging(settings.log_level, json_lines=settings.log_format == "json")
     _check_database(config)
@@ -261,7 +263,9 @@ def stop(target: str, campaign_id: str, reason: str, assume_yes: bool, use_sandb
         sys.exit(EXIT_NOT_CONFIRMED)
 
     async def main() -> int:
-        async with _runtime(use_sandbox) as (runtime, _banner):
+        async with _runtime(use_sandbox) as (runtime, banner):
+            if banner:
+                click.echo("\n".join(banner.splitlines()[:2]), err=True)  # what a demo touches
             service = runtime.service
             try:
                 command = service.parse(" ".join(part for part in (target, campaign_id, reason) if part))
@@ -319,8 +323,8 @@ def approve(request_id: str, assume_yes: bool) -> None:
 @click.option("-n", "--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for export.")
 def history(target: str | None, limit: int, as_json: bool) -> None:
-    """The latest stop requests, optionally of one provider[:account]."""
-    from bot.shell import show_lookup
+    """The latest stop requests you may see, optionally of one provider[:account]."""
+    from bot.shell import console_actor, show_lookup
 
     setup_logging("WARNING")
 
@@ -333,11 +337,12 @@ def history(target: str | None, limit: int, as_json: bool) -> None:
                 click.echo(f"Error: {exc.problem}", err=True)
                 return EXIT_USAGE
             assert isinstance(command, HistoryCommand)
+            viewer = console_actor()
             if as_json:
-                for request in await service.history(command.provider, command.account, limit):
-                    click.echo(request.model_dump_json())
+                for request in await service.history(viewer, command.provider, command.account, limit):
+                    click.echo(request.model_dump_json(exclude=EXPORT_EXCLUDES))
                 return 0
-            await show_lookup(HistoryCommand(command.provider, command.account, limit), service, click.echo)
+            await show_lookup(HistoryCommand(command.provider, command.account, limit), service, viewer, click.echo)
             return 0
 
     sys.exit(asyncio.run(main()))
@@ -347,27 +352,33 @@ def history(target: str | None, limit: int, as_json: bool) -> None:
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="The request and its audit trail as JSON.")
 def status(request_id: str, as_json: bool) -> None:
-    """One request's whole audit trail."""
+    """One request's whole audit trail (if the policy lets you see it)."""
     import json
 
-    from bot.shell import show_lookup
+    from bot.core.policy import PolicyRefusal
+    from bot.shell import console_actor, show_lookup
 
     setup_logging("WARNING")
 
     async def main() -> int:
         async with _runtime(False) as (runtime, _banner):
+            viewer = console_actor()
             if as_json:
-                request, trail = await runtime.service.trail(request_id)
+                try:
+                    request, trail = await runtime.service.trail(viewer, request_id)
+                except PolicyRefusal as refusal:
+                    click.echo(f"Not allowed: {refusal.message}", err=True)
+                    return 6
                 if request is None:
                     click.echo(f"No request {request_id}.", err=True)
                     return 4
                 document = {
-                    "request": request.model_dump(mode="json"),
+                    "request": request.model_dump(mode="json", exclude=EXPORT_EXCLUDES),
                     "audit": [entry.model_dump(mode="json") for entry in trail],
                 }
                 click.echo(json.dumps(document, indent=2))
                 return 0
-            return 0 if await show_lookup(StatusCommand(request_id), runtime.service, click.echo) else 4
+            return 0 if await show_lookup(StatusCommand(request_id), runtime.service, viewer, click.echo) else 4
 
     sys.exit(asyncio.run(main()))
 

@@ -175,7 +175,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     if policy is not None:
         _check_policy_targets(policy, accounts, problems)
     if problems or settings is None:
-        raise ConfigError("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ConfigError("\n".join(f"configuration problem: {p}" for p in problems))
     return AppConfig(settings, accounts, defaults, warnings, policy)
 
 

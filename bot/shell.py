@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from bot.core.models import Actor
 from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, StopCommand, UsageError
 from bot.core.policy import PolicyRefusal
-from bot.core.render import card_text, history_lines, outcome_text, trail_lines
+from bot.core.render import card_text, history_lines, others_pending_text, outcome_text, trail_lines
 from bot.core.results import ClickResult
 from bot.core.service import StopService
 
@@ -52,18 +52,25 @@ async def handle_line(line: str, service: StopService, actor: Actor, ask: Ask, s
         say(service.help())
         return None
     if isinstance(command, HistoryCommand | StatusCommand):
-        await show_lookup(command, service, say)
+        await show_lookup(command, service, actor, say)
         return None
     return await confirm_and_stop(command, service, actor, ask, say, assume_yes=False)
 
 
-async def show_lookup(command: HistoryCommand | StatusCommand, service: StopService, say: Say) -> bool:
-    """Print history or one request's audit trail; False when the request does not exist."""
+async def show_lookup(
+    command: HistoryCommand | StatusCommand, service: StopService, viewer: Actor, say: Say
+) -> bool:
+    """Print history or one request's audit trail (as far as the policy lets `viewer` see); False
+    when the request does not exist or may not be seen."""
     if isinstance(command, HistoryCommand):
-        lines = history_lines(await service.history(command.provider, command.account, command.limit))
+        lines = history_lines(await service.history(viewer, command.provider, command.account, command.limit))
         say("\n".join(lines) if lines else "No stop requests yet.")
         return True
-    request, trail = await service.trail(command.request_id)
+    try:
+        request, trail = await service.trail(viewer, command.request_id)
+    except PolicyRefusal as refusal:
+        say(f"Not allowed: {refusal.message}")
+        return False
     if request is None:
         say(f"No request {command.request_id}.")
         return False
@@ -86,6 +93,9 @@ async def confirm_and_stop(
             f"or have an approver the policy names as console:<their OS user> run `python -m bot approve {request.id}`."
         )
         return None
+    others = await service.others_pending(request)
+    if others:
+        say(f"Note: {others_pending_text(others)}")
     preview = await service.load_preview(request)
     facts = service.facts(request.provider, request.account)
     say(card_text(request, facts, preview.info, preview.unavailable or ""))

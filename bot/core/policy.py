@@ -68,8 +68,10 @@ class PolicyRule(BaseModel):
     confirmers: list[str] | None = None
     channels: list[str] | None = None
     two_person: bool | None = None
+    viewers: list[str] | None = None
+    """Who else may read the account's requests (history, status) besides requesters and confirmers."""
 
-    @field_validator("requesters", "confirmers")
+    @field_validator("requesters", "confirmers", "viewers")
     @classmethod
     def _people(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
@@ -104,6 +106,7 @@ class Rule:
     confirmers: tuple[str, ...] | None
     channels: tuple[str, ...] | None
     two_person: bool
+    viewers: tuple[str, ...] | None = None
 
 
 def mention(entry: str) -> str:
@@ -151,6 +154,7 @@ class Policy:
             confirmers=as_tuple(pick("confirmers")),
             channels=as_tuple(pick("channels")),
             two_person=bool(pick("two_person")),
+            viewers=as_tuple(pick("viewers")),
         )
 
     async def check_request(self, actor: Actor, provider: str, account: str, channel_id: str | None) -> Rule:
@@ -204,6 +208,27 @@ class Policy:
                 "confirmers",
                 f"Only {mentions(rule.confirmers)} can confirm stops on {request.provider}:{request.account}.",
             )
+
+    async def may_view(self, actor: Actor, provider: str, account: str) -> bool:
+        """True when `actor` may read the requests of an account: anyone where anyone may request,
+        else its requesters, confirmers and viewers (a group that cannot be resolved counts as no)."""
+        rule = self.rule(provider, account)
+        if rule.requesters is None:
+            return True
+        entries = rule.requesters + (rule.confirmers or ()) + (rule.viewers or ())
+        try:
+            return await self._allowed(actor, entries)
+        except PolicyRefusal:
+            return False
+
+    async def check_view(self, actor: Actor, request: StopRequest) -> None:
+        """Raise `PolicyRefusal` unless `actor` may read `request` (its requester and confirmer always may)."""
+        people = {request.requester.id, request.confirmed_by.id if request.confirmed_by else None}
+        if actor.id in people or await self.may_view(actor, request.provider, request.account):
+            return
+        raise PolicyRefusal(
+            "viewers", f"You may not see requests on {request.provider}:{request.account} (the policy restricts them)."
+        )
 
     def check_cancel(self, actor: Actor, request: StopRequest) -> None:
         """Only the requester cancels their request."""

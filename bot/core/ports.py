@@ -193,12 +193,19 @@ class Store(Protocol):
         """The last known members of a user group and when they were read, or None."""
 
     async def history(
-        self, provider: str | None = None, account: str | None = None, limit: int = 10
+        self,
+        provider: str | None = None,
+        account: str | None = None,
+        limit: int = 10,
+        only: Sequence[tuple[str, str]] | None = None,
     ) -> list[StopRequest]:
-        """The latest requests, newest first."""
+        """The latest requests, newest first; with `only`, of those (provider, account) pairs alone."""
 
     async def audit(self, request_id: str) -> list[AuditEntry]:
         """One request's audit trail, oldest first."""
+
+    async def pending_for_campaign(self, provider: str, account: str, campaign_id: str) -> list[StopRequest]:
+        """Requests still waiting for a confirmation on one campaign, oldest first."""
 
     async def record(
         self, request_id: str | None, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None

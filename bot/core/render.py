@@ -175,6 +175,16 @@ def _audit_detail(entry: AuditEntry) -> str:
     return ""
 
 
+def others_pending_text(others: list[StopRequest], who: Who = plain_who) -> str:
+    """The note for a requester whose campaign already has pending requests."""
+    first = others[0]
+    more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+    return (
+        f"{who(first.requester)} already has a stop request pending for this campaign{more}: {first.id}, "
+        f"opened {timestamp(first.created_at)}. You may still go on; each confirmation sends one stop."
+    )
+
+
 def card_text(request: StopRequest, facts: ProviderFacts, preview: CampaignInfo | None, unavailable: str) -> str:
     """The confirmation card as plain text (the console's card)."""
     lines = [

@@ -85,16 +85,27 @@ class StopService:
         return await self._store.get(request_id)
 
     async def history(
-        self, provider: str | None = None, account: str | None = None, limit: int = 10
+        self, viewer: Actor, provider: str | None = None, account: str | None = None, limit: int = 10
     ) -> list[StopRequest]:
-        """The latest requests, newest first."""
-        return await self._store.history(provider, account, limit)
+        """The latest requests `viewer` may see (the policy decides), newest first."""
+        if self._policy.config.is_open:
+            return await self._store.history(provider, account, limit)
+        visible = [
+            (kind.name, name)
+            for kind in self._catalog.configured()
+            for name in self._catalog.accounts(kind.name)
+            if (provider is None or kind.name == provider)
+            and (account is None or name == account)
+            and await self._policy.may_view(viewer, kind.name, name)
+        ]
+        return await self._store.history(provider, account, limit, only=visible)
 
-    async def trail(self, request_id: str) -> tuple[StopRequest | None, list[AuditEntry]]:
-        """One request and its whole audit trail."""
+    async def trail(self, viewer: Actor, request_id: str) -> tuple[StopRequest | None, list[AuditEntry]]:
+        """One request and its whole audit trail; `PolicyRefusal` when `viewer` may not see it."""
         request = await self._store.get(request_id)
         if request is None:
             return None, []
+        await self._policy.check_view(viewer, request)
         return request, await self._store.audit(request_id)
 
     # ----- what front ends do ------------------------------------------------------------------
@@ -113,6 +124,11 @@ class StopService:
         return await self.lifecycle.create(
             command, requester, team_id=team_id, channel_id=channel_id, response_url=response_url, defer=defer_insert
         )
+
+    async def others_pending(self, request: StopRequest) -> list[StopRequest]:
+        """Other requests still pending on the same campaign (their requesters may be on it already)."""
+        pending = await self._store.pending_for_campaign(request.provider, request.account, request.campaign_id)
+        return [other for other in pending if other.id != request.id]
 
     async def saved(self, request_id: str) -> bool:
         """True once a request written in the background is stored (False: the write failed)."""

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -168,6 +168,24 @@ class Store:
             .where(stop_requests.c.state == RequestState.PENDING.value)
             .where(stop_requests.c.expires_at <= (now or utcnow()))
             .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
+    async def pending_for_campaign(self, provider: str, account: str, campaign_id: str) -> list[StopRequest]:
+        """Requests still waiting for a confirmation on one campaign, oldest first."""
+        if self._inserting:
+            await asyncio.wait([asyncio.shield(t) for t in list(self._inserting.values())], timeout=PENDING_INSERT_WAIT)
+        query = (
+            select(stop_requests)
+            .where(stop_requests.c.state == RequestState.PENDING.value)
+            .where(stop_requests.c.provider == provider)
+            .where(stop_requests.c.account == account)
+            .where(stop_requests.c.campaign_id == campaign_id)
+            .where(stop_requests.c.expires_at > utcnow())
+            .order_by(stop_requests.c.created_at)
+            .limit(20)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
@@ -375,7 +393,11 @@ class Store:
         )
 
     async def history(
-        self, provider: str | None = None, account: str | None = None, limit: int = 10
+        self,
+        provider: str | None = None,
+        account: str | None = None,
+        limit: int = 10,
+        only: Sequence[tuple[str, str]] | None = None,
     ) -> list[StopRequest]:
         """The latest requests, newest first, optionally of one provider (and account).
 
@@ -388,6 +410,12 @@ class Store:
             query = query.where(stop_requests.c.provider == provider)
         if account is not None:
             query = query.where(stop_requests.c.account == account)
+        if only is not None:
+            if not only:
+                return []
+            query = query.where(
+                or_(*(and_(stop_requests.c.provider == p, stop_requests.c.account == a) for p, a in only))
+            )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]

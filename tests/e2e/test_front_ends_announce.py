@@ -19,6 +19,7 @@ from bot.slack.blocks import STOP_ACTION
 from tests.e2e.conftest import BOT_TOKEN, CHANNEL, INCIDENT, StartApp, buttons, message_text, provider_env
 from tests.e2e.processes import clean_environment
 from tests.e2e.test_policy_flows import ALICE, BOB, POLICY, SONARLY_RUNNING, policy_app
+from tests.fakes.slack import FakeSlack
 
 CONSOLE = f"console:{getpass.getuser()}"
 
@@ -109,3 +110,39 @@ async def test_a_shell_is_not_a_slack_identity(
     assert box["sonarly"].calls_to("/stop", "POST") == []
     trail = await app.runtime.store.audit(request_id)
     assert [(e.actor, e.detail.get("rule")) for e in trail if e.event == "refused"] == [(CONSOLE, "console_approval")]
+
+
+async def test_exports_never_carry_response_urls(
+    start_app: StartApp, tmp_path: Path, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    box, box_server = sandbox
+    (tmp_path / "policy.toml").write_text("")
+    app = await start_app(STOPCAMPAIGN_CONFIG=str(tmp_path / "policy.toml"))
+    ack = await app.command("clevertap 1457432766 export me", user=ALICE)
+    request_id = buttons(ack.json())[STOP_ACTION]["value"]
+    await app.runtime.tasks.wait_idle()
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.response_url  # the store keeps it, for the card
+    env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
+    for args in (("history", "--json"), ("status", request_id, "--json")):
+        code, output = await run_cli(env, *args)
+        assert code == 0, output
+        assert request_id in output and "export me" in output
+        assert "response_url" not in output and stored.response_url not in output
+
+
+async def test_a_sandbox_demo_never_touches_the_configured_store_or_slack(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    production = tmp_path / "production.db"
+    env = clean_environment(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_API_URL=f"{fake_slack.url}/api/",
+        INCIDENT_CHANNEL=INCIDENT,
+        DATABASE_URL=f"sqlite:///{production}",
+    )
+    code, output = await run_cli(env, "stop", "clevertap", "1457432766", "--reason", "demo", "--yes", "--sandbox")
+    assert code == 0, output
+    assert "throwaway store" in output and "nothing is posted to Slack" in output
+    assert not production.exists()
+    assert fake_slack.calls == []

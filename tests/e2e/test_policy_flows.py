@@ -180,3 +180,27 @@ async def test_group_members_survive_a_restart_during_a_slack_outage(start_app: 
     text = message_text(refused.json())
     assert STOP_ACTION not in buttons(refused.json())
     assert "Membership of <!subteam^S0ONCALL> is unknown" in text and "h old" in text, text
+
+
+async def test_history_and_status_follow_the_policy(start_app: StartApp, tmp_path: Path) -> None:
+    """A user outside requesters, confirmers and viewers, asking in a DM, reads nothing: not the
+    history, not a request's trail; someone the policy names as a viewer reads both."""
+    app = await policy_app(start_app, tmp_path)
+    ack = await app.command("clevertap 1457432766 secret reason", user=ALICE)
+    request_id = buttons(ack.json())[STOP_ACTION]["value"]
+    await app.runtime.tasks.wait_idle()
+    mine = message_text((await app.command("history", user=ALICE)).json())
+    assert request_id in mine
+
+    outsider_history = message_text((await app.command("history", user=DAVE, channel="D0DAVE")).json())
+    assert request_id not in outsider_history and "secret reason" not in outsider_history
+    assert "No stop requests yet" in outsider_history
+    outsider_status = message_text((await app.command(f"status {request_id}", user=DAVE, channel="D0DAVE")).json())
+    assert "Not allowed" in outsider_status and "secret reason" not in outsider_status
+
+    (tmp_path / "policy.toml").write_text(POLICY.replace("[policy]\n", f'[policy]\nviewers = ["{DAVE}"]\n'))
+    viewing = await start_app(STOPCAMPAIGN_CONFIG=str(tmp_path / "policy.toml"))
+    viewing.slack.groups.update({"S0ONCALL": [ALICE, BOB], "S0LEADS": [BOB]})
+    assert request_id in message_text((await viewing.command("history", user=DAVE, channel="D0DAVE")).json())
+    status = message_text((await viewing.command(f"status {request_id}", user=DAVE, channel="D0DAVE")).json())
+    assert "secret reason" in status and "Not allowed" not in status

@@ -470,3 +470,20 @@ async def test_a_reason_cannot_mention_the_channel(app: AppUnderTest) -> None:
         assert "<!channel>" not in post.body["text"] and "<@U0BOSS>" not in post.body["text"]
         assert "<!channel>" not in message_text(post.body)
         assert "&lt;!channel&gt;" in post.body["text"]
+
+
+async def test_a_second_pending_request_tells_who_already_has_one(app: AppUnderTest) -> None:
+    first = await app.command("clevertap 1457432766 wrong segment", user=OTHER)
+    first_id = buttons(first.json())[STOP_ACTION]["value"]
+    await app.runtime.tasks.wait_idle()
+    assert not [c for c in app.slack.of("response_url") if "already has a stop request" in message_text(c.body)]
+
+    second = await app.command("clevertap 1457432766 wrong segment too")
+    second_id = buttons(second.json())[STOP_ACTION]["value"]  # they may still go on
+    await app.runtime.tasks.wait_idle()
+    notes = [c.body for c in app.slack.of("response_url") if "already has a stop request" in message_text(c.body)]
+    assert len(notes) == 1 and notes[0]["replace_original"] is False
+    assert f"<@{OTHER}>" in message_text(notes[0]) and first_id in message_text(notes[0])
+    await app.click(STOP_ACTION, second_id)
+    await app.slack.wait_for("chat.postMessage", 2)
+    assert len(app.sandbox["clevertap"].calls_to("/1/targets/stop.json", "POST")) == 1

@@ -176,7 +176,7 @@ async def test_only_the_requester_confirms_and_cancels(core: Core) -> None:
     again = await core.service.confirm(request_id, ALICE)
     assert again.refusal == "This request was cancelled by U0ALICE."
     assert core.provider.stops == []
-    trail = [entry.event for entry in (await core.service.trail(request_id))[1]]
+    trail = [entry.event for entry in (await core.service.trail(ALICE, request_id))[1]]
     assert trail == ["created", "refused", "refused", "cancelled"]
 
 
@@ -201,7 +201,7 @@ async def test_a_deferred_insert_is_waited_for_by_reads_of_this_process(core: Co
     request = await core.service.create_request(command, ALICE, defer_insert=True)
     assert await core.service.request(request.id) is not None  # waits for the write, never misses it
     assert await core.service.saved(request.id)
-    assert [r.id for r in await core.service.history()] == [request.id]
+    assert [r.id for r in await core.service.history(ALICE)] == [request.id]
 
 
 # ----- execution ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.core.models import Actor, RequestState, StopRequest
 from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageError
 from bot.core.policy import PolicyRefusal
-from bot.core.render import history_lines, trail_lines
+from bot.core.render import history_lines, others_pending_text, trail_lines
 from bot.core.results import Preview
 from bot.metrics import COMMANDS
 from bot.slack import blocks
@@ -53,7 +53,8 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
         await ack(response_type="ephemeral", **blocks.help_message(service.help()))
         return
     if isinstance(command, HistoryCommand | StatusCommand):
-        await ack(response_type="ephemeral", **await _lookup(command, deps))
+        viewer = Actor(id=_text(body.get("user_id")) or "unknown", source="slack")
+        await ack(response_type="ephemeral", **await _lookup(command, viewer, deps))
         return
 
     user_id = _text(body.get("user_id"))
@@ -97,6 +98,7 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     card = blocks.confirmation_card(request, facts, preview, service.approvers(request))
     await ack(response_type=visibility, **card)
     deps.tasks.spawn(_check_saved(request, deps), name=f"saved-{request.id}")
+    deps.tasks.spawn(_note_others_pending(request, deps), name=f"others-{request.id}")
     if facts.has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task
@@ -115,6 +117,18 @@ async def _check_saved(request: StopRequest, deps: SlackDeps) -> None:
     )
 
 
+async def _note_others_pending(request: StopRequest, deps: SlackDeps) -> None:
+    """Tell the requester (ephemeral) who else already has a request pending on this campaign."""
+    try:
+        others = await deps.service.others_pending(request)
+    except Exception:
+        log.warning("could not look for other pending requests", extra={"request_id": request.id})
+        return
+    if others:
+        text = others_pending_text(others, lambda actor: blocks.user(actor.id) if actor else "someone")
+        await post_response(request.response_url, blocks.notice(f":warning: {text}"), replace=False)
+
+
 async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
     """Fetch the preview and redraw the card with it, unless the request has moved on."""
     service = deps.service
@@ -127,17 +141,19 @@ async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
     await post_response(request.response_url, card, replace=True)
 
 
-async def _lookup(command: HistoryCommand | StatusCommand, deps: SlackDeps) -> blocks.Message:
-    """History or one request's audit trail, read from the store (fast: no provider, no Slack)."""
+async def _lookup(command: HistoryCommand | StatusCommand, viewer: Actor, deps: SlackDeps) -> blocks.Message:
+    """History or one request's audit trail as far as the policy lets `viewer` see (fast: no provider)."""
     service = deps.service
     try:
         if isinstance(command, HistoryCommand):
-            requests = await service.history(command.provider, command.account, command.limit)
+            requests = await service.history(viewer, command.provider, command.account, command.limit)
             scope = f"{command.provider}:{command.account}" if command.account else (command.provider or "all")
             return blocks.lines_message(
                 f"Last {len(requests)} stop requests ({scope})", history_lines(requests), "No stop requests yet."
             )
-        request, trail = await service.trail(command.request_id)
+        request, trail = await service.trail(viewer, command.request_id)
+    except PolicyRefusal as refusal:
+        return blocks.notice(f"Not allowed: {refusal.message}")
     except Exception:
         log.exception("history lookup failed")
         return blocks.notice("The history could not be read right now; try again.")
