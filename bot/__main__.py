@@ -19,6 +19,8 @@ from bot.core.parsing import HistoryCommand, StatusCommand, StopCommand, UsageEr
 from bot.logs import setup_logging
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from bot.runtime import Runtime
     from bot.sandbox.server import Sandbox
 
@@ -166,9 +168,35 @@ async def _socket(config: AppConfig) -> None:
         runtime.start_background_loops()
         assert config.settings.slack_app_token is not None
         handler = AsyncSocketModeHandler(app, config.settings.slack_app_token.get_secret_value())
-        await handler.start_async()  # type: ignore[no-untyped-call]
+        status = await _serve_status(runtime, config)
+        try:
+            await handler.start_async()  # type: ignore[no-untyped-call]
+        finally:
+            status.should_exit = True
     finally:
         await runtime.close()
+
+
+async def _serve_status(runtime: Runtime, config: AppConfig) -> uvicorn.Server:
+    """Socket Mode is observable too: ``/healthz`` and ``/metrics`` on PORT (HOST)."""
+    import uvicorn
+
+    from bot.httpserver import bind_socket
+    from bot.web import create_status_app
+
+    settings = config.settings
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        click.echo(f"PORT: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True)
+        sys.exit(EXIT_USAGE)
+    server = uvicorn.Server(
+        uvicorn.Config(create_status_app(runtime, settings.metrics_token), log_config=None, access_log=False,
+                       lifespan="off", log_level=settings.log_level.lower())
+    )
+    asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    logging.getLogger("bot").info("socket mode: /healthz and /metrics on http://%s:%s", settings.host, settings.port)
+    return server
 
 
 async def _open(config: AppConfig, *, announce_in_slack: bool = False) -> Runtime:

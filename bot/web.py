@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
@@ -23,6 +24,48 @@ from bot.slack.gate import Refused, check_signature, read_body
 from bot.slack.guard import payload_problem
 
 log = logging.getLogger(__name__)
+
+def metrics_endpoint(token: SecretStr | None, *, public: bool) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: with `token`, only for ``Authorization: Bearer <token>``; without one,
+    served only where `public` (a port of its own), else 404."""
+
+    async def metrics(request: Request) -> Response:
+        if token is None:
+            if public:
+                return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+            return JSONResponse({"error": "not found"}, status_code=404)
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+            return JSONResponse({"error": "a bearer token is required"}, status_code=401)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+async def healthz(request: Request) -> Response:
+    """``GET /healthz``: whether this process can take stops, and what is degraded, no internals."""
+    runtime: Runtime = request.app.state.runtime
+    if not await runtime.store.ping():
+        return JSONResponse({"status": "unavailable", "degraded": ["store"]}, status_code=503)
+    degraded = [] if await runtime.limiters.ping() else ["rate_limits"]
+    # Stops still go out without Redis (under local limits): degraded, not down.
+    body: dict[str, object] = {"status": "degraded" if degraded else "ok"}
+    if degraded:
+        body["degraded"] = degraded
+    return JSONResponse(body)
+
+
+def create_status_app(runtime: Runtime, metrics_token: SecretStr | None) -> Starlette:
+    """``/healthz`` and ``/metrics`` alone, over an open runtime (Socket Mode serves these on PORT)."""
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics_token, public=True), methods=["GET"]),
+        ]
+    )
+    app.state.runtime = runtime
+    return app
+
 
 def create_web_app(config: AppConfig) -> Starlette:
     """Build the web app; the store and adapters open in its lifespan."""
@@ -77,29 +120,7 @@ def create_web_app(config: AppConfig) -> Starlette:
             return JSONResponse({"error": "malformed payload"}, status_code=400)
         return to_starlette_response(bolt_response)
 
-    metrics_token = config.settings.metrics_token
-
-    async def metrics(request: Request) -> Response:
-        # Never public on the Slack port: only with METRICS_TOKEN (else METRICS_PORT serves them).
-        if metrics_token is None:
-            return JSONResponse({"error": "not found"}, status_code=404)
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {metrics_token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return JSONResponse({"error": "a bearer token is required"}, status_code=401)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    async def healthz(request: Request) -> Response:
-        # Says whether this process can take stops, and what is degraded, without internals.
-        runtime: Runtime = request.app.state.runtime
-        if not await runtime.store.ping():
-            return JSONResponse({"status": "unavailable", "degraded": ["store"]}, status_code=503)
-        degraded = [] if await runtime.limiters.ping() else ["rate_limits"]
-        # Stops still go out without Redis (under local limits): degraded, not down.
-        body: dict[str, object] = {"status": "degraded" if degraded else "ok"}
-        if degraded:
-            body["degraded"] = degraded
-        return JSONResponse(body)
+    metrics = metrics_endpoint(config.settings.metrics_token, public=False)
 
     return Starlette(
         routes=[

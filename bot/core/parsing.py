@@ -7,6 +7,7 @@ The parser is the first line of defence: whatever the text, it returns a command
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -128,6 +129,58 @@ def parse_command(text: str | None, catalog: ProviderCatalog) -> Command:
     if len(reason) > MAX_REASON:
         raise UsageError(f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.")
     return StopCommand(provider=klass.name, account=account, campaign_id=campaign_id, reason=reason)
+
+
+class FormError(Exception):
+    """A form field is not valid; `field` names it ("target", "campaign", "reason")."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+def form_command(target: str | None, raw_id: str | None, reason: str | None, catalog: ProviderCatalog) -> StopCommand:
+    """A stop from form fields (the target is ``provider:account``); raises `FormError` per field."""
+    provider, _, account = (target or "").partition(":")
+    klass = catalog.kind(provider)
+    if klass is None or account not in catalog.accounts(klass.name):
+        raise FormError("target", "Choose one of the configured provider accounts.")
+    text = (raw_id or "").strip().strip(_QUOTES)
+    if not text:
+        raise FormError("campaign", f"{klass.display_name} ids are {klass.campaign_id_hint}.")
+    try:
+        campaign_id = catalog.parse_campaign_id(klass.name, text)
+    except CampaignIdError as exc:
+        raise FormError("campaign", str(exc)) from None
+    reason = " ".join((reason or "").split())
+    if len(reason) > MAX_REASON:
+        raise FormError("reason", f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.")
+    return StopCommand(provider=klass.name, account=account, campaign_id=campaign_id, reason=reason)
+
+
+_PIECES = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def find_target(text: str, catalog: ProviderCatalog) -> tuple[str | None, str | None]:
+    """(``provider:account``, campaign id) guessed from free text (see `StopService.find_target`)."""
+    pieces = [p for p in _PIECES.split(text[:5000]) if p][:500]  # URLs fall apart into host and path words
+    kinds = list(catalog.configured())
+    named = [k for k in kinds if any(k.named(p) for p in pieces)]
+    found: list[tuple[str, str]] = []
+    for kind in named or kinds:
+        for piece in pieces:
+            try:
+                found.append((kind.name, catalog.parse_campaign_id(kind.name, piece)))
+                break
+            except CampaignIdError:
+                continue
+    if not named and len(found) != 1:
+        return None, None  # no provider named and the id fits none, or several: do not guess
+    provider = found[0][0] if found else named[0].name
+    account = catalog.default_account(provider) or catalog.accounts(provider)[0]
+    campaign = next((c for p, c in found if p == provider), None)
+    return f"{provider}:{account}", campaign
 
 
 def _history(args: list[str], catalog: ProviderCatalog) -> HistoryCommand:

@@ -204,6 +204,9 @@ class Store(Protocol):
     async def audit(self, request_id: str) -> list[AuditEntry]:
         """One request's audit trail, oldest first."""
 
+    async def pending_requests(self, limit: int = 50) -> list[StopRequest]:
+        """Requests waiting for a confirmation (not yet expired), newest first."""
+
     async def pending_for_campaign(self, provider: str, account: str, campaign_id: str) -> list[StopRequest]:
         """Requests still waiting for a confirmation on one campaign, oldest first."""
 

@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from bot.core.execution import Execution, Interrupted
 from bot.core.lifecycle import Lifecycle
-from bot.core.models import Actor, AuditEntry, ProviderFacts, RequestState, StopRequest
+from bot.core.models import Actor, AuditEntry, ProviderFacts, ProviderKind, RequestState, StopRequest
 from bot.core.outbox import Outbox
-from bot.core.parsing import Command, StopCommand, parse_command
-from bot.core.policy import Policy, mentions
+from bot.core.parsing import Command, StopCommand, find_target, form_command, parse_command
+from bot.core.policy import Policy, PolicyRefusal, mentions
 from bot.core.ports import Notifier, PreviewUnavailable, ProviderCatalog, Store, facts_for
 from bot.core.recovery import Recovery
 from bot.core.render import help_text
@@ -64,6 +64,20 @@ class StopService:
     def parse(self, text: str | None) -> Command:
         """Parse command text; raises `UsageError` with a clear message."""
         return parse_command(text, self._catalog)
+
+    def form(self, target: str | None, raw_id: str | None, reason: str | None) -> StopCommand:
+        """A stop from a form's fields; raises `FormError` naming the field that is wrong."""
+        return form_command(target, raw_id, reason, self._catalog)
+
+    def targets(self) -> list[tuple[ProviderKind, list[str]]]:
+        """Every configured provider with its account names (default first), for pickers."""
+        return [(kind, self._catalog.accounts(kind.name)) for kind in self._catalog.configured()]
+
+    def find_target(self, text: str) -> tuple[str | None, str | None]:
+        """Guess (``provider:account``, campaign id) from free text such as an alert message: a
+        provider named by name or alias, a word in that provider's id format, or a dashboard URL
+        that carries one. Either part is None when the text does not tell."""
+        return find_target(text, self._catalog)
 
     def help(self) -> str:
         """The help text: usage, and the configured providers and accounts."""
@@ -124,6 +138,19 @@ class StopService:
         return await self.lifecycle.create(
             command, requester, team_id=team_id, channel_id=channel_id, response_url=response_url, defer=defer_insert
         )
+
+    async def waiting_for(self, viewer: Actor) -> list[StopRequest]:
+        """Pending requests `viewer` can act on: their own to confirm, others' to approve."""
+        waiting = []
+        for request in await self._store.pending_requests():
+            if request.requester.id != viewer.id and not request.two_person:
+                continue
+            try:
+                await self._policy.check_confirm(viewer, request)
+            except PolicyRefusal:
+                continue
+            waiting.append(request)
+        return waiting
 
     async def others_pending(self, request: StopRequest) -> list[StopRequest]:
         """Other requests still pending on the same campaign (their requesters may be on it already)."""

@@ -51,5 +51,5 @@ def create_slack_app(
     )
     app.use(reject_malformed)
     app.error(answer_listener_failure)
-    register_listeners(app, SlackDeps(service=service, tasks=tasks))
+    register_listeners(app, SlackDeps(service=service, tasks=tasks, incident_channel=settings.incident_channel))
     return app

@@ -149,7 +149,9 @@ def confirmation_card(
                             "type": "mrkdwn",
                             "text": clip(
                                 f"This sends the stop to {escape(provider)} ({escape(request.account)}) for "
-                                f"campaign `{escape(request.campaign_id)}`. It cannot be undone.",
+                                f"campaign `{escape(request.campaign_id)}`. "
+                                + (f"It can be undone in {escape(provider)} (activate the campaign again)."
+                                   if facts.undoable else "It cannot be undone."),
                                 300,
                             ),
                         },

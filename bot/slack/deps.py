@@ -16,5 +16,7 @@ class SlackDeps:
 
     service: StopService
     tasks: BackgroundTasks
+    incident_channel: str | None = None
+    """Where every outcome also goes (the form says so)."""
     previews: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     """Preview tasks still running, by request id (cancelled once the request is confirmed)."""

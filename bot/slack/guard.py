@@ -25,6 +25,17 @@ _TEXTS = (
 _LISTS_OF_OBJECTS = ("actions", "authorizations", "response_urls")
 
 
+_TYPE_NAMES: dict[Any, str] = {str: "text", dict: "an object", (str, dict): "an id or an object", list: "a list"}
+_NESTED: dict[str, dict[str, Any]] = {
+    # Events carry ids as text where interactive payloads carry objects ("channel": "C…").
+    "event": {"type": str, "user": (str, dict), "channel": (str, dict), "message": dict, "previous_message": dict,
+              "item": dict, "tab": str},
+    "view": {"type": str, "callback_id": str, "private_metadata": str, "state": dict, "id": str},
+    "message": {"text": str, "ts": str, "blocks": list, "attachments": list},
+    "container": {"type": str},
+}
+
+
 def _object_problem(where: str, value: dict[str, Any]) -> str | None:
     for key in _OBJECTS:
         if key in value and not isinstance(value[key], dict):
@@ -51,11 +62,13 @@ def payload_problem(body: Any) -> str | None:
     problem = _object_problem("", body)
     if problem is not None:
         return problem
-    for key in ("event", "view", "message", "previous_message", "item", "container"):
-        if key in body:
-            problem = _object_problem(f"{key}.", body[key])
-            if problem is not None:
-                return problem
+    for key, shape in _NESTED.items():
+        inner = body.get(key)
+        if not isinstance(inner, dict):
+            continue
+        for field, types in shape.items():
+            if field in inner and not isinstance(inner[field], types):
+                return f"{key}.{field} is not {_TYPE_NAMES[types]}"
     if body.get("type") == "block_actions":
         actions = body.get("actions")
         if not isinstance(actions, list) or not actions:

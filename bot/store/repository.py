@@ -173,6 +173,19 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_to_request(row) for row in rows]
 
+    async def pending_requests(self, limit: int = 50) -> list[StopRequest]:
+        """Requests waiting for a confirmation (not yet expired), newest first."""
+        query = (
+            select(stop_requests)
+            .where(stop_requests.c.state == RequestState.PENDING.value)
+            .where(stop_requests.c.expires_at > utcnow())
+            .order_by(stop_requests.c.created_at.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_request(row) for row in rows]
+
     async def pending_for_campaign(self, provider: str, account: str, campaign_id: str) -> list[StopRequest]:
         """Requests still waiting for a confirmation on one campaign, oldest first."""
         if self._inserting:

@@ -104,7 +104,8 @@ def interactive(payload: Any) -> bytes:
 
 
 def lines_since(door: Door, start: int) -> list[str]:
-    return [line for line in door.lines[start:] if line.strip()]
+    """Warnings and errors logged since `start` (the background loops may log at INFO meanwhile)."""
+    return [line for line in door.lines[start:] if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
 
 
 # ----- 1. the signature comes first, the body is bounded ------------------------------------

@@ -4,7 +4,9 @@ and its /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,3 +97,39 @@ async def test_metrics_on_the_slack_port_need_the_bearer_token(start_app: StartA
     assert wrong.status_code == 401
     right = await app.http.get(f"{app.url}/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
     assert right.status_code == 200 and "stopcampaign_commands_total" in right.text
+
+
+async def test_socket_mode_serves_healthz_and_metrics_on_port(
+    tmp_path: Path, fake_slack: FakeSlack, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    box, box_server = sandbox
+    port = free_port()
+    env = clean_environment(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN="xapp-socket-test-not-real",
+        SLACK_API_URL=f"{fake_slack.url}/api/",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'socket.db'}",
+        PORT=str(port),
+        **provider_env(box, box_server.url, ("clevertap",)),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "socket", cwd=str(tmp_path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            while "socket mode: /healthz and /metrics" not in (lines[-1] if lines else ""):
+                raw = await process.stdout.readline()
+                assert raw, "socket exited early:\n" + "".join(lines)
+                lines.append(raw.decode())
+        async with httpx.AsyncClient(timeout=10) as http:
+            health = await http.get(f"http://127.0.0.1:{port}/healthz")  # the socket listens before that line
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
+            assert metrics.status_code == 200 and "stopcampaign_outbox_depth" in metrics.text
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()

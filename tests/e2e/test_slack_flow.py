@@ -65,7 +65,7 @@ async def test_command_acks_with_a_confirmation_card_and_calls_nobody(app: AppUn
     assert stop_button["style"] == "danger"
     assert "confirm" in stop_button
     assert buttons(card)[CANCEL_ACTION]["value"] == request_id
-    assert len(request_id) >= 20  # unguessable
+    assert len(request_id) == 12 and request_id.isalnum() and request_id.islower()  # 60 random bits
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.state is RequestState.PENDING
     assert stored.requester.id == REQUESTER and stored.channel_id == CHANNEL
@@ -73,9 +73,9 @@ async def test_command_acks_with_a_confirmation_card_and_calls_nobody(app: AppUn
     assert app.slack.calls == []  # nothing sent to Slack before or with the ack
 
 
-async def test_help_and_empty_text_show_usage_and_providers(start_app: StartApp) -> None:
+async def test_help_shows_usage_and_providers(start_app: StartApp) -> None:
     app = await start_app(providers=("clevertap",))
-    for text in ("help", "", "HELP"):
+    for text in ("help", "HELP"):  # no text at all opens the form (tests/e2e/test_slack_forms.py)
         response = await app.command(text)
         assert response.status_code == 200
         body = message_text(response.json())
@@ -443,12 +443,10 @@ async def test_without_incident_channel_only_the_channel_gets_the_outcome(start_
     assert [p.body["channel"] for p in app.slack.of("chat.postMessage")] == [CHANNEL]
 
 
-async def test_healthz_reports_the_store(app: AppUnderTest) -> None:
+async def test_healthz_says_ok_without_internals(app: AppUnderTest) -> None:
     response = await app.http.get(f"{app.url}/healthz")
     assert response.status_code == 200
-    body = response.json()
-    assert body["status"] == "ok" and body["store"] == "ok"
-    assert body["providers"][0] == "clevertap" and "sonarly" in body["providers"]
+    assert response.json() == {"status": "ok"}
 
 
 async def test_a_hanging_card_update_does_not_delay_the_stop(app: AppUnderTest) -> None:

@@ -156,6 +156,10 @@ class FakeSlack:
                     "message": {"text": call.body.get("text", ""), "ts": ts},
                 }
             )
+        if method == "apps.connections.open":  # Socket Mode: a WebSocket URL nobody answers
+            return JSONResponse({"ok": True, "url": "ws://127.0.0.1:9/socket-mode-not-served"})
+        if method in ("views.open", "views.publish", "views.update", "views.push"):
+            return JSONResponse({"ok": True, "view": {"id": f"V{next(self._ts):08d}"}})
         if method == "usergroups.users.list":
             group = call.body.get("usergroup", "")
             if group not in self.groups:

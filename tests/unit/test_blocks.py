@@ -130,3 +130,16 @@ def test_stopping_card_has_no_buttons() -> None:
     card = blocks.stopping_card(request(confirmed_by=Actor(id="U0ALICE")), FACTS)
     check_limits(card)
     assert not [b for b in card["blocks"] if b["type"] == "actions"]
+
+
+def test_the_confirm_dialog_says_cannot_be_undone_only_where_that_is_true() -> None:
+    from dataclasses import replace
+
+    def dialog(undoable: bool) -> str:
+        card = blocks.confirmation_card(request(), replace(FACTS, undoable=undoable), None)
+        stop = next(e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+                    if e["action_id"] == blocks.STOP_ACTION)
+        return str(stop["confirm"]["text"]["text"])
+
+    assert "cannot be undone" in dialog(False)
+    assert "cannot be undone" not in dialog(True) and "can be undone" in dialog(True)

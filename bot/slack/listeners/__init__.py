@@ -5,10 +5,12 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.deps import SlackDeps
-from bot.slack.listeners import actions, commands
+from bot.slack.listeners import actions, commands, forms, home
 
 
 def register_listeners(app: AsyncApp, deps: SlackDeps) -> None:
-    """Wire the slash command and the button actions."""
+    """Wire the slash command, the buttons, the form (shortcuts and submission) and the Home tab."""
     commands.register(app, deps)
     actions.register(app, deps)
+    forms.register(app, deps)
+    home.register(app, deps)

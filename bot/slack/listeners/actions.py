@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Actor, StopRequest
 from bot.core.results import ClickResult
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
+from bot.slack.listeners import home
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
@@ -22,20 +25,35 @@ MAX_REQUEST_ID = 64
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Wire the two buttons."""
 
-    async def stop_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def stop_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         click = _click(body)
         if click is not None:
-            deps.tasks.spawn(run_stop(*click, deps), name="stop")
+            deps.tasks.spawn(_then_refresh_home(run_stop(*click, deps), click[0], click[1], client, deps), name="stop")
 
-    async def cancel_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def cancel_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         click = _click(body)
         if click is not None:
-            deps.tasks.spawn(run_cancel(*click, deps), name="cancel")
+            deps.tasks.spawn(
+                _then_refresh_home(run_cancel(*click, deps), click[0], click[1], client, deps), name="cancel"
+            )
 
     app.action(blocks.STOP_ACTION)(stop_clicked)
     app.action(blocks.CANCEL_ACTION)(cancel_clicked)
+
+
+async def _then_refresh_home(
+    work: Coroutine[Any, Any, None], request_id: str, actor: Actor, client: AsyncWebClient, deps: SlackDeps
+) -> None:
+    """Run a click, then refresh the Home tab of whoever it concerns (no button of an ended request stays)."""
+    await work
+    request = await deps.service.request(request_id)
+    users = {actor.id}
+    if request is not None and request.requester.source == "slack":
+        users.add(request.requester.id)
+    for user_id in sorted(users):
+        await home.publish_home(user_id, client, deps)
 
 
 def _click(body: dict[str, Any]) -> tuple[str, Actor, str | None] | None:

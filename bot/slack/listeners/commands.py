@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Actor, RequestState, StopRequest
 from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageError
@@ -21,6 +22,7 @@ from bot.core.results import Preview
 from bot.metrics import COMMANDS
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
+from bot.slack.listeners import forms
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,11 @@ PRE_ACK_BUDGET = 2.0
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Wire the slash command."""
 
-    async def stopcampaign(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def stopcampaign(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        if not _text(body.get("text")) and deps.service.targets() and forms.open_form(body, client, deps):
+            COMMANDS.labels("form").inc()
+            await ack()  # no text: the form opens instead (`/stopcampaign help` is the text help)
+            return
         await handle_command(ack, body, deps)
 
     app.command(COMMAND)(stopcampaign)
