@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 REREAD_AFTER = 0.25
 """A click on another process's brand-new request may come before its row: read once more after this."""
 NO_SUCH_REQUEST = "This stop request does not exist."
+DECLINED = "declined"
+"""The end reason of a two-person request an approver turned down (``declined: <comment>``)."""
 
 
 REQUEST_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -146,6 +148,25 @@ class Lifecycle:
             except PolicyRefusal as refusal:
                 return await self._refuse(request, actor, "cancel", refusal)
         if not await self.store.cancel(request_id, actor):
+            return await self.why_not(request_id)
+        return ClickResult(await self.store.get(request_id))
+
+    async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
+        """An approver turns down a two-person request (with an optional comment); nothing is sent."""
+        request_id_var.set(request_id)
+        request = await self.load(request_id)
+        if request is None:
+            return ClickResult(None, refusal=NO_SUCH_REQUEST)
+        if request.state is RequestState.PENDING:
+            try:
+                if not request.two_person:
+                    raise PolicyRefusal("decline", "Only two-person requests can be declined; the requester cancels.")
+                self.policy.check_not_requester(actor, request)
+                await self.policy.check_confirm(actor, request)
+            except PolicyRefusal as refusal:
+                return await self._refuse(request, actor, "decline", refusal)
+        reason = f"{DECLINED}: {comment}" if comment else DECLINED
+        if not await self.store.cancel(request_id, actor, reason=reason[:500]):
             return await self.why_not(request_id)
         return ClickResult(await self.store.get(request_id))
 

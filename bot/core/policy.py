@@ -230,6 +230,29 @@ class Policy:
             "viewers", f"You may not see requests on {request.provider}:{request.account} (the policy restricts them)."
         )
 
+    async def approver_ids(self, request: StopRequest, limit: int = 20) -> list[str]:
+        """The Slack users who may approve a two-person request, groups expanded (at most `limit`;
+        none when anyone may approve, or when a group cannot be resolved now)."""
+        confirmers = self.rule(request.provider, request.account).confirmers
+        if not request.two_person or confirmers is None:
+            return []
+        people: list[str] = []
+        for entry in confirmers:
+            if entry[:1] in ("U", "W") and entry.isalnum():
+                people.append(entry)
+            elif entry[:1] == "S" and entry.isalnum() and self.resolver is not None:
+                try:
+                    people.extend(sorted(await self.resolver.members(entry)))
+                except GroupLookupError:
+                    continue
+        unique = [p for i, p in enumerate(people) if p not in people[:i] and p != request.requester.id]
+        return unique[:limit]
+
+    def check_not_requester(self, actor: Actor, request: StopRequest) -> None:
+        """The requester cannot decline their own request (they cancel it)."""
+        if actor.id == request.requester.id:
+            raise PolicyRefusal("requester_declines", "You asked for this stop: cancel it instead of declining it.")
+
     def check_cancel(self, actor: Actor, request: StopRequest) -> None:
         """Only the requester cancels their request."""
         if actor.id != request.requester.id:

@@ -150,8 +150,8 @@ class Store(Protocol):
     async def claim_for_execution(self, request_id: str, actor: Actor) -> bool:
         """pending → executing for the one caller whose click wins, before the request expires."""
 
-    async def cancel(self, request_id: str, actor: Actor) -> bool:
-        """pending → cancelled."""
+    async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
+        """pending → cancelled (`reason` is kept as the request's end reason)."""
 
     async def expire(self, request_id: str) -> bool:
         """pending → expired, only once the expiry has passed."""

@@ -87,6 +87,10 @@ class StopService:
         """What a card or an outcome may show about one account (also once it is unconfigured)."""
         return facts_for(self._catalog, provider, account)
 
+    async def approver_ids(self, request: StopRequest) -> list[str]:
+        """The Slack users who may approve a two-person request (to send them its card)."""
+        return await self._policy.approver_ids(request)
+
     def approvers(self, request: StopRequest) -> str | None:
         """Who may approve a two-person request, as Slack mentions (None: anyone but the requester)."""
         if not request.two_person:
@@ -217,6 +221,10 @@ class StopService:
             except Exception:
                 log.exception("could not update the request's card", extra={"request_id": request_id})
         return ClickResult(done, outcome)
+
+    async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
+        """An approver turns down a two-person request; nothing is sent to the provider."""
+        return await self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""

@@ -8,6 +8,7 @@ from users or providers is escaped, so it can never mention, link or break the l
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 from bot.core.models import CampaignInfo, Outcome, ProviderFacts, RequestState, StopRequest
@@ -16,6 +17,8 @@ from bot.core.results import Preview
 
 STOP_ACTION = "stopcampaign_confirm"
 CANCEL_ACTION = "stopcampaign_cancel"
+DECLINE_ACTION = "stopcampaign_decline"
+"""On approval cards: an approver turns the request down (a form asks for an optional comment)."""
 
 MAX_HEADER = 150
 MAX_SECTION = 3000
@@ -166,7 +169,13 @@ def confirmation_card(
                     "text": {"type": "plain_text", "text": "Cancel", "emoji": True},
                     "value": request.id,
                 },
-            ],
+            ]
+            + (
+                [{"type": "button", "action_id": DECLINE_ACTION, "value": request.id,
+                  "text": {"type": "plain_text", "text": "Decline", "emoji": True}}]
+                if request.two_person
+                else []
+            ),
         },
         context(
             f"Expires {slack_date(request)} · "
@@ -176,6 +185,7 @@ def confirmation_card(
                 else f"only {user(request.requester.id)} can confirm"
             )
             + f" · request `{request.id}`"
+            + (f" · {link}" if (link := dashboard_link(facts, request.campaign_id)) else "")
         ),
     ]
     text = (
@@ -205,7 +215,12 @@ def ended_card(request: StopRequest, facts: ProviderFacts) -> Message:
     provider = facts.display_name
     if request.state is RequestState.DONE and request.outcome is not None:
         return outcome_message(request, request.outcome, facts)
-    if request.state is RequestState.CANCELLED:
+    if request.state is RequestState.CANCELLED and (request.end_reason or "").startswith("declined"):
+        who = user(request.ended_by.id) if request.ended_by else "an approver"
+        comment = (request.end_reason or "").removeprefix("declined").removeprefix(": ")
+        said = f": “{escape(clip(comment, 300))}”" if comment else ""
+        title, body = "Stop declined", f"Declined by {who}{said}. Nothing was sent to {escape(provider)}."
+    elif request.state is RequestState.CANCELLED:
         who = user(request.ended_by.id) if request.ended_by else "someone"
         title, body = "Stop cancelled", f"Cancelled by {who}. Nothing was sent to {escape(provider)}."
     elif request.state is RequestState.EXPIRED:
@@ -229,6 +244,14 @@ def ended_card(request: StopRequest, facts: ProviderFacts) -> Message:
         context(f"request `{request.id}`"),
     ]
     return _message(blocks, f"{title}: {provider} campaign {request.campaign_id}. {body}")
+
+
+def dashboard_link(facts: ProviderFacts, campaign_id: str) -> str | None:
+    """``<url|Open in Provider>`` for the campaign's page in the provider's dashboard, if it has one."""
+    url = facts.dashboard_url(urllib.parse.quote(campaign_id, safe=""))
+    if not url or any(c in url for c in "<>|"):
+        return None
+    return f"<{url}|Open in {escape(facts.display_name)}>"
 
 
 def outcome_message(
@@ -269,6 +292,9 @@ def outcome_message(
         notes.append(f"Provider said: {escape(provider_detail)}")
     if permalink:
         notes.append(f"<{permalink}|Message in the channel>")
+    link = dashboard_link(facts, outcome.campaign_id)
+    if link:
+        notes.append(link)
     notes.append(f"request `{request.id}`")
     blocks.append(context(*notes))
     text = escape(outcome_text(request, outcome, facts))  # reasons and provider texts are untrusted

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select, update
 
 from bot.core.models import RequestState, utcnow
-from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION
+from bot.slack.blocks import CANCEL_ACTION, DECLINE_ACTION, STOP_ACTION
 from bot.store.schema import audit_log, stop_requests
+from tests import slack_requests
 from tests.e2e.conftest import CHANNEL, AppUnderTest, StartApp, buttons, message_text
 
 ALICE, BOB, CAROL, DAVE = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"
@@ -85,7 +88,8 @@ async def test_two_person_rule(start_app: StartApp, tmp_path: Path) -> None:
     assert simulator.calls_to("/stop", "POST") == []
 
     await app.click(STOP_ACTION, request_id, user=BOB)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    calls = await app.slack.wait_for("chat.postMessage", 3)  # the approval card by DM, then the outcome twice
+    posts = [p for p in calls if p.body["channel"] != BOB]
     await app.runtime.tasks.wait_idle()
     assert len(simulator.calls_to("/stop", "POST")) == 1
     assert f"<@{BOB}>" in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
@@ -204,3 +208,47 @@ async def test_history_and_status_follow_the_policy(start_app: StartApp, tmp_pat
     assert request_id in message_text((await viewing.command("history", user=DAVE, channel="D0DAVE")).json())
     status = message_text((await viewing.command(f"status {request_id}", user=DAVE, channel="D0DAVE")).json())
     assert "secret reason" in status and "Not allowed" not in status
+
+
+def decline_submission(request_id: str, card_url: str, user: str, comment: str) -> dict[str, Any]:
+    from bot.slack.listeners import decline
+
+    return {
+        "type": "view_submission", "team": {"id": "T0FAKE"}, "user": {"id": user}, "trigger_id": "t",
+        "view": {"id": "V2", "type": "modal", "callback_id": decline.CALLBACK,
+                 "private_metadata": json.dumps({"request": request_id, "card": card_url}),
+                 "state": {"values": {decline.COMMENT_BLOCK: {decline.COMMENT_ACTION: {"type": "plain_text_input",
+                                                                                       "value": comment}}}}},
+    }
+
+
+async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start_app: StartApp, tmp_path: Path) -> None:
+    app = await policy_app(start_app, tmp_path)
+    ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
+    card = ack.json()
+    request_id = buttons(card)[STOP_ACTION]["value"]
+    assert DECLINE_ACTION in buttons(card)
+    dms = await app.slack.wait_for("chat.postMessage", 1)
+    assert dms[0].body["channel"] == BOB and request_id in message_text(dms[0].body)  # S0LEADS = [BOB]
+
+    await app.click(DECLINE_ACTION, request_id, user=BOB, payload_extra={"trigger_id": "trigger-decline"})
+    opened = await app.slack.wait_for("views.open", 1)
+    assert opened[0].body["trigger_id"] == "trigger-decline"
+    card_url = app.slack.response_url()
+    refused = await app.post_signed(
+        slack_requests.interactive_body(decline_submission(request_id, card_url, CAROL, "no")),
+        "application/x-www-form-urlencoded",
+    )
+    assert refused.json()["response_action"] == "errors" and "S0LEADS" in json.dumps(refused.json())
+    declined = await app.post_signed(
+        slack_requests.interactive_body(decline_submission(request_id, card_url, BOB, "wrong list, use the EU one")),
+        "application/x-www-form-urlencoded",
+    )
+    assert declined.json() == {"response_action": "clear"}
+    await app.runtime.tasks.wait_idle()
+    ended = [c.body for c in app.slack.of("response_url") if c.path == httpx.URL(card_url).path]
+    assert ended and "Stop declined" in message_text(ended[-1]) and "use the EU one" in message_text(ended[-1])
+    assert f"<@{BOB}>" in message_text(ended[-1]) and STOP_ACTION not in buttons(ended[-1])
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.state is RequestState.CANCELLED
+    assert app.sandbox["sonarly"].calls_to("/stop", "POST") == []

@@ -143,3 +143,30 @@ def test_the_confirm_dialog_says_cannot_be_undone_only_where_that_is_true() -> N
 
     assert "cannot be undone" in dialog(False)
     assert "cannot be undone" not in dialog(True) and "can be undone" in dialog(True)
+
+
+def test_cards_and_outcomes_link_to_the_provider_dashboard_where_it_has_one() -> None:
+    from dataclasses import replace
+
+    card = blocks.confirmation_card(request(), FACTS, None)
+    posted = blocks.outcome_message(request(), outcome(), FACTS)
+    assert FACTS.dashboard_url_template is not None
+    url = FACTS.dashboard_url("1457432766")
+    for message in (card, posted):
+        check_limits(message)
+        assert f"<{url}|Open in CleverTap>" in str(message)
+    plain = replace(FACTS, dashboard_url_template=None)
+    assert "Open in" not in str(blocks.confirmation_card(request(), plain, None))
+    assert "Open in" not in str(blocks.outcome_message(request(), outcome(), plain))
+
+
+def test_only_approval_cards_can_be_declined_and_a_declined_card_says_why() -> None:
+    approval = blocks.confirmation_card(request(two_person=True), FACTS, None, "<!subteam^S0LEADS>")
+    check_limits(approval)
+    assert blocks.DECLINE_ACTION in str(approval)
+    assert blocks.DECLINE_ACTION not in str(blocks.confirmation_card(request(), FACTS, None))
+    declined = request(state=RequestState.CANCELLED, ended_by=Actor(id="U0BOB"), end_reason="declined: <!here> no")
+    card = blocks.ended_card(declined, FACTS)
+    check_limits(card)
+    assert "Stop declined" in str(card) and "<@U0BOB>" in str(card)
+    assert "<!here>" not in str(card)  # the comment is untrusted text

@@ -40,12 +40,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             COMMANDS.labels("form").inc()
             await ack()  # no text: the form opens instead (`/stopcampaign help` is the text help)
             return
-        await handle_command(ack, body, deps)
+        await handle_command(ack, body, deps, client)
 
     app.command(COMMAND)(stopcampaign)
 
 
-async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -> None:
+async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps, client: AsyncWebClient) -> None:
     """Answer one slash command; never raises."""
     service = deps.service
     try:
@@ -105,10 +105,29 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -
     await ack(response_type=visibility, **card)
     deps.tasks.spawn(_check_saved(request, deps), name=f"saved-{request.id}")
     deps.tasks.spawn(_note_others_pending(request, deps), name=f"others-{request.id}")
+    if request.two_person:
+        deps.tasks.spawn(send_to_approvers(request, card, client, deps), name=f"approvers-{request.id}")
     if facts.has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task
         task.add_done_callback(lambda _: deps.previews.pop(request.id, None))
+
+
+async def send_to_approvers(
+    request: StopRequest, card: dict[str, Any], client: AsyncWebClient, deps: SlackDeps
+) -> None:
+    """Each approver of a two-person request gets its approval card by DM (the app's messages tab)."""
+    try:
+        approvers = await deps.service.approver_ids(request)
+    except Exception:
+        log.warning("could not list the approvers", extra={"request_id": request.id})
+        return
+    for approver in approvers:
+        try:
+            await client.chat_postMessage(channel=approver, unfurl_links=False, **card)
+        except Exception as exc:
+            log.warning("could not send the approval card to an approver: %s", type(exc).__name__,
+                        extra={"request_id": request.id})
 
 
 async def _check_saved(request: StopRequest, deps: SlackDeps) -> None:
