@@ -249,6 +249,26 @@ class ProviderKind:
         return wanted == self.name or wanted in self.aliases
 
 
+@dataclass
+class ProviderHealth:
+    """What this process saw of one account's API lately (for the Home tab)."""
+
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def answered(self, status: int) -> None:
+        """Record an HTTP answer: a 5xx or a 429 counts as an error."""
+        if status >= 500 or status == 429:
+            self.failed(f"HTTP {status}")
+        else:
+            self.last_ok_at = utcnow()
+
+    def failed(self, why: str) -> None:
+        """Record a call that got no usable answer."""
+        self.last_error, self.last_error_at = why, utcnow()
+
+
 @dataclass(frozen=True)
 class ProviderFacts:
     """What a front end may show about one configured account (never the adapter itself)."""

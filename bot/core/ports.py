@@ -18,6 +18,7 @@ from bot.core.models import (
     CampaignInfo,
     Outcome,
     ProviderFacts,
+    ProviderHealth,
     ProviderKind,
     StopRequest,
 )
@@ -104,6 +105,9 @@ class ProviderCatalog(Protocol):
 
     def get(self, provider: str, account: str) -> Provider | None:
         """The adapter of one configured account, or None."""
+
+    def health(self, provider: str, account: str) -> ProviderHealth | None:
+        """What this process saw of one account's API lately, or None when it is not configured."""
 
 
 def facts_for(catalog: ProviderCatalog, provider: str, account: str) -> ProviderFacts:

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from bot.core.execution import Execution, Interrupted
 from bot.core.lifecycle import Lifecycle
-from bot.core.models import Actor, AuditEntry, ProviderFacts, ProviderKind, RequestState, StopRequest
+from bot.core.models import Actor, AuditEntry, ProviderFacts, ProviderHealth, ProviderKind, RequestState, StopRequest
 from bot.core.outbox import Outbox
 from bot.core.parsing import Command, StopCommand, find_target, form_command, parse_command
 from bot.core.policy import Policy, PolicyRefusal, mentions
@@ -68,6 +68,10 @@ class StopService:
     def form(self, target: str | None, raw_id: str | None, reason: str | None) -> StopCommand:
         """A stop from a form's fields; raises `FormError` naming the field that is wrong."""
         return form_command(target, raw_id, reason, self._catalog)
+
+    def health(self, provider: str, account: str) -> ProviderHealth | None:
+        """What this process saw of one account's API lately (last success, last error)."""
+        return self._catalog.health(provider, account)
 
     def targets(self) -> list[tuple[ProviderKind, list[str]]]:
         """Every configured provider with its account names (default first), for pickers."""

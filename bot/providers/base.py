@@ -24,7 +24,16 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
-from bot.core.models import Attempt, CampaignInfo, CampaignPhase, Outcome, OutcomeStatus, ProviderFacts, ProviderKind
+from bot.core.models import (
+    Attempt,
+    CampaignInfo,
+    CampaignPhase,
+    Outcome,
+    OutcomeStatus,
+    ProviderFacts,
+    ProviderHealth,
+    ProviderKind,
+)
 from bot.core.ports import AttemptLog, CampaignIdError, PreviewUnavailable
 from bot.metrics import PROVIDER_LATENCY
 from bot.providers.auth import Auth, StaticHeaders
@@ -215,6 +224,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         self.limiter: AccountLimiter = limiters(self.name, account_name, self.rate_per_second, self.max_in_flight)
         self.auth: Auth = self.make_auth()
         self._methods: dict[str, str] = {}
+        self.health = ProviderHealth()
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             transport=self.options.transport,
@@ -635,6 +645,15 @@ class ProviderAdapter(ABC, Generic[AccountT]):
             await self.limiter.__aexit__(None, None, None)
 
     async def _http(self, call: Call, seconds: float) -> Reply:
+        try:
+            reply = await self._http_once(call, seconds)
+        except (NotSent, NoAnswer) as exc:
+            self.health.failed(str(exc))
+            raise
+        self.health.answered(reply.status)
+        return reply
+
+    async def _http_once(self, call: Call, seconds: float) -> Reply:
         try:
             request = self._client.build_request(
                 call.method,

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bot.core.models import ProviderKind
+from bot.core.models import ProviderHealth, ProviderKind
 from bot.core.ports import CampaignIdError
 from bot.providers.altcraft import AltcraftAdapter
 from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
@@ -110,6 +110,11 @@ class ProviderRegistry:
     def get(self, provider: str, account: str) -> ProviderAdapter[Any] | None:
         """The adapter of one account, or None when it is not configured."""
         return self._adapters.get((provider, account))
+
+    def health(self, provider: str, account: str) -> ProviderHealth | None:
+        """What this process saw of one account's API lately, or None when it is not configured."""
+        adapter = self._adapters.get((provider, account))
+        return adapter.health if adapter is not None else None
 
     # ----- running ---------------------------------------------------------------------------
 

@@ -7,10 +7,11 @@ that every Slack limit (text lengths, option counts, block counts) is checked.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from bot.core.models import ProviderKind, StopRequest
-from bot.core.render import request_status
+from bot.core.models import ProviderHealth, ProviderKind, StopRequest
+from bot.core.render import request_status, timestamp
 from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION, clip, context, escape, header, section, user
 
 FORM_CALLBACK = "stopcampaign_form"
@@ -129,6 +130,17 @@ def _request_line(request: StopRequest) -> str:
     )
 
 
+def _health_text(health: ProviderHealth | None) -> str:
+    if health is None or (health.last_ok_at is None and health.last_error_at is None):
+        return "no call from this process yet"
+    parts = []
+    if health.last_ok_at is not None:
+        parts.append(f":large_green_circle: last answer {timestamp(health.last_ok_at)}")
+    if health.last_error_at is not None and health.last_error:
+        parts.append(f":warning: last error {timestamp(health.last_error_at)}: {escape(clip(health.last_error, 80))}")
+    return " · ".join(parts)
+
+
 def _waiting_blocks(request: StopRequest, viewer: str) -> list[dict[str, Any]]:
     approve = request.two_person and request.requester.id != viewer
     buttons = [{"type": "button", "style": "danger", "action_id": STOP_ACTION, "value": request.id,
@@ -144,6 +156,7 @@ def home_view(
     mine: list[StopRequest],
     team: list[StopRequest],
     targets: list[tuple[ProviderKind, list[str]]],
+    health: Callable[[str, str], ProviderHealth | None] | None = None,
 ) -> View:
     """The Home tab: what waits for `viewer` (with its buttons), their recent stops and the
     team's, the configured providers, and a button that opens the form."""
@@ -164,6 +177,10 @@ def home_view(
     blocks.append(header("The team's recent stops"))
     blocks += [section(_request_line(r)) for r in team[:10]] or [context("No stop requests yet.")]
     blocks.append(header("Providers"))
-    lines = [f"*{escape(kind.display_name)}*: {', '.join(f'`{a}`' for a in accounts)}" for kind, accounts in targets]
+    lines = [
+        f"*{escape(kind.display_name)}* `{account}`: {_health_text(health(kind.name, account) if health else None)}"
+        for kind, accounts in targets
+        for account in accounts
+    ][:30]
     blocks.append(section("\n".join(lines) if lines else "No provider is configured."))
     return {"type": "home", "blocks": blocks[:100]}

@@ -139,3 +139,4 @@ async def test_the_home_tab_shows_what_waits_and_is_refreshed_after_a_click(app:
     home = refreshed[-1].body["view"]
     home = json.loads(home) if isinstance(home, str) else home
     assert STOP_ACTION not in buttons(home) and "stopped" in message_text(home)
+    assert "*CleverTap* `default`: :large_green_circle: last answer" in message_text(home)  # the stop's answer

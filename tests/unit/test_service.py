@@ -24,6 +24,7 @@ from bot.core.models import (
     Outcome,
     OutcomeStatus,
     ProviderFacts,
+    ProviderHealth,
     ProviderKind,
     RequestState,
     StopRequest,
@@ -101,6 +102,9 @@ class FakeCatalog:
 
     def get(self, provider: str, account: str) -> FakeProvider | None:
         return self.provider if (provider, account) == ("fake", "default") else None
+
+    def health(self, provider: str, account: str) -> ProviderHealth | None:
+        return ProviderHealth() if (provider, account) == ("fake", "default") else None
 
 
 @dataclass

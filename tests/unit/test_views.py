@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_sdk.models.views import View
 
-from bot.core.models import ProviderKind
+from bot.core.models import ProviderHealth, ProviderKind
 from bot.slack import views
 from tests.unit.test_blocks import request
 
@@ -39,8 +39,15 @@ def test_the_form_stays_within_limits_with_many_accounts_and_long_text() -> None
 def test_the_home_tab_validates_with_waiting_requests_and_history() -> None:
     mine = request(requester=request().requester)
     other = request(id="other", two_person=True, requester=request().requester.model_copy(update={"id": "U0BOB"}))
-    home = views.home_view("U0ALICE", [mine, other], [mine] * 12, [mine, other] * 30, [(CLEVERTAP, ["prod"])])
+    health = ProviderHealth()
+    health.answered(200)
+    health.answered(503)
+    home = views.home_view("U0ALICE", [mine, other], [mine] * 12, [mine, other] * 30,
+                           [(CLEVERTAP, ["prod", "eu"])], lambda p, a: health if a == "prod" else None)
     check(home)
+    text = str(home)
+    assert "last answer" in text and "last error" in text and "HTTP 503" in text
+    assert "`eu`: no call from this process yet" in text
     actions = [b for b in home["blocks"] if b["type"] == "actions"]
     labels = [[e["text"]["text"] for e in a["elements"]] for a in actions]
     assert labels == [["Stop a campaign"], ["Stop", "Cancel"], ["Approve and stop"]]

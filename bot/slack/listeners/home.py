@@ -38,7 +38,7 @@ async def publish_home(user_id: str, client: AsyncWebClient, deps: SlackDeps) ->
         waiting = await service.waiting_for(viewer)
         team = await service.history(viewer, limit=RECENT)
         mine = [r for r in team if r.requester.id == user_id]
-        view = views.home_view(user_id, waiting, mine, team, service.targets())
+        view = views.home_view(user_id, waiting, mine, team, service.targets(), service.health)
         await client.views_publish(user_id=user_id, view=view)
     except Exception as exc:  # Slack down, a store hiccup: the tab is refreshed on the next open
         log.warning("could not publish the Home tab: %s", type(exc).__name__)
