@@ -132,7 +132,8 @@ class Lifecycle:
                 await self.policy.check_confirm(actor, request)
             except PolicyRefusal as refusal:
                 return await self._refuse(request, actor, "confirm", refusal)
-        if not await self.store.claim_for_execution(request_id, actor):
+        # The live record (one message per channel, updated with the outcome) is owed from the click.
+        if not await self.store.claim_for_execution(request_id, actor, deliveries=self.notifier.targets(request)):
             return await self.why_not(request_id)
         return request.model_copy(update={"state": RequestState.EXECUTING, "confirmed_by": actor})
 

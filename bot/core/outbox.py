@@ -16,7 +16,7 @@ import logging
 from datetime import timedelta
 
 from bot.core.metrics import OUTBOX_DEPTH
-from bot.core.models import utcnow
+from bot.core.models import RequestState, utcnow
 from bot.core.ports import DeliveryError, Notifier, OutboxPost, Store
 
 log = logging.getLogger(__name__)
@@ -43,25 +43,41 @@ class Outbox:
             lease = await self.store.claim_delivery(delivery.id, self.lease_seconds)
             if lease is not None and await self._post(delivery, lease):
                 sent += 1
+        if request_id is not None and sent:
+            # The outcome may have come while the live record was being posted: update it now.
+            for delivery in await self.store.due_deliveries(request_id):
+                lease = await self.store.claim_delivery(delivery.id, self.lease_seconds)
+                if lease is not None and await self._post(delivery, lease):
+                    sent += 1
         if request_id is None:
             OUTBOX_DEPTH.set(await self.store.outbox_depth())
         return sent
 
     async def _post(self, delivery: OutboxPost, lease: str) -> bool:
         request = await self.store.get(delivery.request_id)
-        if request is None or request.outcome is None:
+        if request is None or (request.outcome is None and request.state is not RequestState.EXECUTING):
             await self.store.delivery_failed(delivery, "the request or its outcome is gone", None, lease)
             return False
         link_ts = None
         if delivery.target != "channel":
             link_ts = await self.store.sent_message_ts(delivery.request_id, "channel")
+        # One live record per channel: "… is stopping …" while the stop runs, then the outcome in
+        # place of it (or a new message when the outcome came before the record could be posted).
+        started = request.outcome is None
         try:
             async with asyncio.timeout(min(POST_CAP_SECONDS, self.lease_seconds * 0.75)):
-                ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
+                if request.outcome is None:
+                    ts = await self.notifier.post_started(request, delivery.target, delivery.channel, link_ts)
+                elif delivery.message_ts:
+                    ts = await self.notifier.update(
+                        request, request.outcome, delivery.target, delivery.channel, delivery.message_ts, link_ts
+                    )
+                else:
+                    ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
         except Exception as exc:
             await self._failed(delivery, lease, exc)
             return False
-        if not await self.store.delivered(delivery, ts, lease):
+        if not await self.store.delivered(delivery, ts, lease, started=started):
             log.error(
                 "outcome post to %s outlived its lease; another process may have posted it too",
                 delivery.target,

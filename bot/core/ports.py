@@ -136,6 +136,8 @@ class OutboxPost:
     target: str
     channel: str
     attempts: int
+    message_ts: str | None = None
+    """The live record's message, once posted (the outcome then updates it in place)."""
 
 
 class Store(Protocol):
@@ -151,7 +153,9 @@ class Store(Protocol):
     async def get(self, request_id: str) -> StopRequest | None:
         """One request by id, or None."""
 
-    async def claim_for_execution(self, request_id: str, actor: Actor) -> bool:
+    async def claim_for_execution(
+        self, request_id: str, actor: Actor, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         """pending → executing for the one caller whose click wins, before the request expires."""
 
     async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
@@ -229,8 +233,11 @@ class Store(Protocol):
         """Lease a due post (one process posts it); counts the attempt. Returns the lease token,
         or None when the post is not due or another process holds it."""
 
-    async def delivered(self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None) -> bool:
-        """The post was accepted: recorded only for the holder of `lease` (False when it lost it)."""
+    async def delivered(
+        self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None, *, started: bool = False
+    ) -> bool:
+        """The post was accepted: recorded only for the holder of `lease` (False when it lost it);
+        with `started`, it was the live record's first message and stays owed its update."""
 
     async def delivery_failed(
         self, delivery: OutboxPost, error: str, retry_at: datetime | None, lease: str | None = None
@@ -268,6 +275,14 @@ class Notifier(Protocol):
     async def card_ended(self, request: StopRequest) -> None:
         """Show the request's card as ended (expired, or stopped from another front end), buttons gone."""
 
+    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+        """The live record's first message ("… is stopping …"); returns its ts, raises `DeliveryError`."""
+
+    async def update(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+    ) -> str | None:
+        """Turn the live record `ts` into the outcome, in place; raises `DeliveryError`."""
+
 
 class NullNotifier:
     """A notifier that announces nothing (no Slack configured: the console prints the outcome)."""
@@ -284,3 +299,13 @@ class NullNotifier:
 
     async def card_ended(self, request: StopRequest) -> None:
         """Do nothing."""
+
+    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+        """Never called (no targets)."""
+        return None
+
+    async def update(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+    ) -> str | None:
+        """Never called (no targets)."""
+        return None

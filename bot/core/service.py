@@ -52,6 +52,7 @@ class StopService:
         self._policy = policy or Policy()
         self.preview_timeout = preview_timeout
         self._notifier = notifier
+        self._records: set[asyncio.Task[None]] = set()
         self.lifecycle = Lifecycle(store, catalog, self._policy, notifier, ttl=ttl)
         self.outbox = Outbox(store, notifier, lease_seconds=outbox_lease_seconds)
         self.execution = Execution(
@@ -214,6 +215,10 @@ class StopService:
                 await on_executing(claimed)
             except Exception:
                 log.exception("on_executing hook failed", extra={"request_id": request_id})
+        # "… is stopping …" goes out beside the provider call, never before it.
+        record = asyncio.create_task(self._post_record(request_id), name=f"record-{request_id}")
+        self._records.add(record)
+        record.add_done_callback(self._records.discard)
         try:
             outcome, _ = await self.execution.run(claimed)
         except Interrupted:
@@ -229,6 +234,12 @@ class StopService:
     async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
         """An approver turns down a two-person request; nothing is sent to the provider."""
         return await self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
+
+    async def _post_record(self, request_id: str) -> None:
+        try:
+            await self.outbox.deliver(request_id)
+        except Exception:  # the outbox's own pass retries it
+            log.warning("could not post the live record yet", extra={"request_id": request_id})
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""
@@ -247,6 +258,8 @@ class StopService:
     async def shutdown(self, grace: float) -> None:
         """Take no new stop; stops that sent nothing yet are left to be resumed, the rest get `grace`."""
         await self.execution.shutdown(grace)
+        if self._records:  # live records under way: let them post (and update) before the process ends
+            await asyncio.wait(set(self._records), timeout=grace)
 
     async def deliver(self, request_id: str | None = None) -> int:
         """Post what the outbox owes."""

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from bot.core.models import CampaignInfo, Outcome, ProviderFacts, RequestState, StopRequest
-from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, outcome_text, timestamp
+from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, outcome_text, plain_who, timestamp
 from bot.core.results import Preview
 
 STOP_ACTION = "stopcampaign_confirm"
@@ -252,6 +252,28 @@ def dashboard_link(facts: ProviderFacts, campaign_id: str) -> str | None:
     if not url or any(c in url for c in "<>|"):
         return None
     return f"<{url}|Open in {escape(facts.display_name)}>"
+
+
+def record_started(request: StopRequest, facts: ProviderFacts, *, permalink: str | None = None) -> Message:
+    """The live record while the stop runs: who is stopping what, and why (the outcome replaces it)."""
+    provider = facts.display_name
+    who = user(request.confirmed_by.id) if request.confirmed_by else "Someone"
+    reason = f": {escape(clip(request.reason, 300))}" if request.reason else ""
+    line = (
+        f":hourglass_flowing_sand: {who} is stopping {escape(provider)} campaign `{escape(request.campaign_id)}` "
+        f"({escape(request.account)}){reason}"
+    )
+    notes = [f"requested by {user(request.requester.id)}"]
+    if permalink:
+        notes.append(f"<{permalink}|Message in the channel>")
+    link = dashboard_link(facts, request.campaign_id)
+    if link:
+        notes.append(link)
+    notes.append(f"request `{request.id}`")
+    text = f"{plain_who(request.confirmed_by)} is stopping {provider} campaign {request.campaign_id}"
+    if request.reason:
+        text += f": {request.reason}"
+    return _message([section(line), context(*notes)], escape(clip(text, 2000)))
 
 
 def outcome_message(

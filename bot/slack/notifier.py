@@ -7,14 +7,16 @@ one and says whether a failure is worth retrying.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.core.models import Outcome, StopRequest
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.metrics import SLACK_ERRORS
-from bot.slack.blocks import ended_card, outcome_message
+from bot.slack.blocks import ended_card, outcome_message, record_started
 from bot.slack.responder import post_response, retry_after
 
 log = logging.getLogger(__name__)
@@ -71,16 +73,27 @@ class SlackNotifier:
         if target == "incident" and link_ts and request.channel_id:
             permalink = await self._permalink(request.channel_id, link_ts)
         facts = facts_for(self.catalog, request.provider, request.account)
-        try:
-            response = await self.client.chat_postMessage(
+        return await self._call(
+            "chat.postMessage",
+            request,
+            target,
+            lambda: self.client.chat_postMessage(
                 channel=channel, unfurl_links=False, **outcome_message(request, outcome, facts, permalink=permalink)
-            )
+            ),
+        )
+
+    async def _call(
+        self, method: str, request: StopRequest, target: str, send: Callable[[], Awaitable[AsyncSlackResponse]]
+    ) -> str | None:
+        """One Web API call of the outbox: its ts, or `DeliveryError` saying whether to retry."""
+        try:
+            response = await send()
         except SlackApiError as exc:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {exc.response.status_code}")
             permanent = error in PERMANENT_ERRORS
-            SLACK_ERRORS.labels("chat.postMessage", error).inc()
-            if permanent and target == "channel":
+            SLACK_ERRORS.labels(method, error).inc()
+            if permanent and target == "channel" and method == "chat.postMessage":
                 # The requester still sees the outcome on their card; say why the channel did not.
                 await post_response(
                     request.response_url,
@@ -91,10 +104,44 @@ class SlackNotifier:
             wait = retry_after(exc.response.headers) if exc.response.status_code == 429 else None
             raise DeliveryError(error, permanent=permanent, retry_after=wait) from None
         except Exception as exc:  # connection refused, timeouts: Slack unreachable, try again later
-            SLACK_ERRORS.labels("chat.postMessage", type(exc).__name__).inc()
+            SLACK_ERRORS.labels(method, type(exc).__name__).inc()
             raise DeliveryError(type(exc).__name__, permanent=False) from None
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None
+
+    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+        """The live record's first message: who is stopping what (the outcome replaces it)."""
+        permalink = None
+        if target == "incident" and link_ts and request.channel_id:
+            permalink = await self._permalink(request.channel_id, link_ts)
+        facts = facts_for(self.catalog, request.provider, request.account)
+        return await self._call(
+            "chat.postMessage",
+            request,
+            target,
+            lambda: self.client.chat_postMessage(
+                channel=channel, unfurl_links=False, **record_started(request, facts, permalink=permalink)
+            ),
+        )
+
+    async def update(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+    ) -> str | None:
+        """The live record becomes the outcome, in place (chat.update); a record that is gone
+        (deleted, or the channel unreachable for updates) gets a new message instead."""
+        permalink = None
+        if target == "incident" and link_ts and request.channel_id:
+            permalink = await self._permalink(request.channel_id, link_ts)
+        facts = facts_for(self.catalog, request.provider, request.account)
+        message = outcome_message(request, outcome, facts, permalink=permalink)
+        try:
+            return await self._call(
+                "chat.update", request, target, lambda: self.client.chat_update(channel=channel, ts=ts, **message)
+            )
+        except DeliveryError as exc:
+            if exc.reason not in ("message_not_found", "cant_update_message", "edit_window_closed"):
+                raise
+        return await self.post(request, outcome, target, channel, link_ts)
 
     async def card_ended(self, request: StopRequest) -> None:
         """Replace the request's card by its ended state, without buttons (its response_url is valid
@@ -103,6 +150,15 @@ class SlackNotifier:
         await post_response(request.response_url, ended_card(request, facts), replace=True)
 
     async def _permalink(self, channel: str, ts: str) -> str:
+        """The channel message's permalink from chat.getPermalink (built from auth.test's workspace
+        URL when that cannot be had)."""
+        try:
+            answer = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+            link = answer.get("permalink")
+            if isinstance(link, str) and link.startswith("https://"):
+                return link
+        except Exception as exc:
+            log.info("chat.getPermalink failed (%s); building the link", type(exc).__name__)
         if self._workspace_url is None:
             try:
                 auth = await self.client.auth_test()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -335,7 +335,20 @@ class Store:
                 return False
             from_state = sources[0] if len(sources) == 1 else None
             await _append(conn, request_id, event_name, from_state, to_state, actor, detail or {})
+            existing = set()
+            if deliveries:
+                owed = select(outbox.c.target).where(outbox.c.request_id == request_id)
+                existing = {row[0] for row in (await conn.execute(owed)).all()}
+                # A live record posted at the click is now owed its update.
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.request_id == request_id)
+                    .where(outbox.c.state == "started")
+                    .values(state="pending", next_attempt_at=now, updated_at=now)
+                )
             for target, channel in deliveries:
+                if target in existing:
+                    continue
                 await conn.execute(
                     insert(outbox).values(
                         request_id=request_id,
@@ -350,8 +363,11 @@ class Store:
                 )
         return True
 
-    async def claim_for_execution(self, request_id: str, actor: Actor, now: datetime | None = None) -> bool:
-        """pending → executing, for the one caller whose click wins, before the request expires."""
+    async def claim_for_execution(
+        self, request_id: str, actor: Actor, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """pending → executing, for the one caller whose click wins, before the request expires;
+        `deliveries` are the live record's posts ("… is stopping …"), owed from now on."""
         return await self.transition(
             request_id,
             [RequestState.PENDING],
@@ -361,6 +377,7 @@ class Store:
             values={"confirmed_by_json": _actor_json(actor)},
             unexpired_at=now or utcnow(),
             stamp="confirmed_at",
+            deliveries=deliveries,
         )
 
     async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
@@ -537,7 +554,19 @@ class Store:
     # ----- the outbox ---------------------------------------------------------------------------
 
     async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[OutboxPost]:
-        """Pending posts whose time has come (a channel's before its incident post), oldest first."""
+        """Pending posts whose time has come (a channel's before its incident post), oldest first.
+
+        A live record left ``started`` although its request is done (its outcome was stored
+        while its first message was being posted) is made due here, so it is never stuck."""
+        if request_id is None:  # the periodic pass heals; a request's own pass is on the stop's path
+            async with self._writing() as conn:
+                done = select(stop_requests.c.id).where(stop_requests.c.state == RequestState.DONE.value)
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.state == "started")
+                    .where(outbox.c.request_id.in_(done))
+                    .values(state="pending", next_attempt_at=await self._now(conn))
+                )
         async with self.engine.connect() as conn:
             now = await self._now(conn)
             query = (
@@ -550,7 +579,7 @@ class Store:
             if request_id is not None:
                 query = query.where(outbox.c.request_id == request_id)
             rows = (await conn.execute(query)).all()
-        return [OutboxPost(r.id, r.request_id, r.target, r.channel, r.attempts) for r in rows]
+        return [OutboxPost(r.id, r.request_id, r.target, r.channel, r.attempts, r.message_ts) for r in rows]
 
     async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> str | None:
         """Lease a due post for `lease_seconds` (one process posts it); counts the attempt.
@@ -571,18 +600,40 @@ class Store:
             )
         return token if result.rowcount == 1 else None
 
-    async def delivered(self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None) -> bool:
-        """The post was accepted: recorded only for the holder of `lease` (False: it had lost it)."""
+    async def delivered(
+        self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None, *, started: bool = False
+    ) -> bool:
+        """The post was accepted: recorded only for the holder of `lease` (False: it had lost it).
+
+        With `started` it was the live record's first message: the post stays owed its update
+        (``started``, or due again at once when the outcome came meanwhile)."""
         query = update(outbox).where(outbox.c.id == delivery.id).where(outbox.c.state == "pending")
         if lease is not None:
             query = query.where(outbox.c.lease_token == lease)
+        if started:
+            done = (
+                select(stop_requests.c.state).where(stop_requests.c.id == delivery.request_id).scalar_subquery()
+                == RequestState.DONE.value
+            )
+            state: Any = case((done, "pending"), else_="started")
+        else:
+            state = "sent"
+        now = utcnow()
         async with self._writing() as conn:
             result = await conn.execute(
-                query.values(state="sent", message_ts=message_ts, last_error=None, updated_at=utcnow())
+                query.values(
+                    state=state,
+                    message_ts=message_ts or delivery.message_ts,
+                    last_error=None,
+                    updated_at=now,
+                    next_attempt_at=now,
+                    lease_token=None if started else outbox.c.lease_token,
+                    attempts=0 if started else outbox.c.attempts,
+                )
             )
             if result.rowcount != 1:
                 return False
-            await _append(conn, delivery.request_id, "announced", None, None, None,
+            await _append(conn, delivery.request_id, "record_started" if started else "announced", None, None, None,
                           {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1})
         return True
 
@@ -614,7 +665,7 @@ class Store:
             select(outbox.c.message_ts)
             .where(outbox.c.request_id == request_id)
             .where(outbox.c.target == target)
-            .where(outbox.c.state == "sent")
+            .where(outbox.c.message_ts.is_not(None))
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()

@@ -170,7 +170,7 @@ async def _one(
             timings.limiter_waits += 1
             await asyncio.sleep(ACCOUNT_SPACING - gap)
     stops_before = len(sim.calls_to(STOP_PATH))
-    posts_before = len(slack.of("chat.postMessage"))
+    posts_before = len(slack.outcomes())
     cards_before = len(slack.of("response_url"))
     click = click_body(request_id, slack.response_url())
     headers = signed_headers(click)
@@ -183,7 +183,7 @@ async def _one(
     stops = await sim.wait_for_calls(stops_before + 1, STOP_PATH, timeout=STEP_BOUND)
     stop_at = stops[stops_before].at
     # Wait for the tail of this stop (outcome posted, card replaced) so requests never overlap.
-    await slack.wait_for("chat.postMessage", posts_before + 1, timeout=STEP_BOUND)
+    await slack.wait_for_outcomes(posts_before + 1, timeout=STEP_BOUND)
     await slack.wait_for("response_url", cards_before + 2, timeout=STEP_BOUND)
     if not measured:
         return

@@ -161,19 +161,19 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
                 setup_seconds = time.monotonic() - commands_started
                 before_calls = {p: len(box[p].calls) for p in PROVIDERS}
                 before_429 = {p: dict(box[p].rejected_by) for p in PROVIDERS}
-                before_posts = len(slack.of("chat.postMessage"))
+                before_posts = len(slack.outcomes())
 
                 started = time.monotonic()
                 acks = await _clicks(http, app.url, request_ids, slack.response_url)
                 expected = before_posts + total
                 bound = 3 * max(minimum_seconds(n * 3, real_limits(p).rate_per_second or 1) for p in PROVIDERS) + 60
-                await slack.wait_for("chat.postMessage", expected, timeout=bound)
+                await slack.wait_for_outcomes(expected, timeout=bound)
             post_times = sorted(arrivals.after(started, "/api/chat.postMessage"))
             finished = post_times[total - 1] if len(post_times) >= total else time.monotonic()
             await _idle(box)
             rss_after = app.rss_mb()
             rss_peak = _peak_rss(app.pid)
-            posts = slack.of("chat.postMessage")[before_posts:]
+            posts = slack.outcomes()[before_posts:]
             await processes.stop_all()
     finally:
         await processes.stop_all()

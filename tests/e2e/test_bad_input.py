@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,12 @@ class Door:
     url: str
     process: subprocess.Popen[bytes]
     lines: list[str] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until the log read so far satisfies `predicate` (lines arrive through a pipe)."""
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), "the log never showed it:\n" + self.log[-2000:]
 
     @property
     def log(self) -> str:
@@ -75,7 +81,9 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
     def read() -> None:
         assert process.stdout is not None
         for raw in process.stdout:
-            door.lines.append(raw.decode(errors="replace"))
+            with door.changed:
+                door.lines.append(raw.decode(errors="replace"))
+                door.changed.notify_all()
             if "Application startup complete" in door.lines[-1]:
                 ready.set()
 
@@ -130,7 +138,7 @@ def test_anything_unsigned_or_badly_signed_is_401_with_one_log_line(
     start = len(door.lines)
     answer = post(door, body, "application/x-www-form-urlencoded", signed=False, **headers)
     assert answer.status_code == 401, answer.text
-    # The log line is written before the answer is sent.
+    door.wait_until(lambda: bool(lines_since(door, start)))
     logged = lines_since(door, start)
     assert len(logged) == 1 and "refused a request to /slack/events" in logged[0], logged
     assert "Traceback" not in door.log

@@ -78,13 +78,18 @@ async def queue_stops(process: ServeProcess, fake_slack: FakeSlack, box: Sandbox
 
 
 async def assert_each_stopped_and_told_once(
-    database: str, request_ids: list[str], fake_slack: FakeSlack, box: Sandbox, survivors: list[ServeProcess]
+    database: str,
+    request_ids: list[str],
+    fake_slack: FakeSlack,
+    box: Sandbox,
+    survivors: list[ServeProcess],
+    cut_off_before: int = 0,
 ) -> None:
     simulator = box["clevertap"]
     await simulator.wait_until(
         lambda: all(simulator.campaigns[c].state == "stopped" for c in CAMPAIGNS), timeout=60
     )
-    await fake_slack.wait_for("chat.postMessage", 2 * STOPS, timeout=60)
+    await fake_slack.wait_for_outcomes(2 * STOPS, timeout=60)
     for process in survivors:
         await process.stop()  # graceful: a post under way is finished, not cut off
 
@@ -100,7 +105,7 @@ async def assert_each_stopped_and_told_once(
         await store.close()
 
     posts = Counter()  # type: Counter[tuple[str, str]]
-    for call in fake_slack.of("chat.postMessage"):
+    for call in fake_slack.outcomes():
         text = str(call.body)
         owners = [r for r in request_ids if r in text]
         assert len(owners) == 1, text
@@ -108,6 +113,11 @@ async def assert_each_stopped_and_told_once(
     expected = {(r, channel) for r in request_ids for channel in (CHANNEL, INCIDENT)}
     assert set(posts) == expected
     assert all(count == 1 for count in posts.values()), posts
+    # A live record is left saying "is stopping" beside its outcome only where kill -9 cut its post off
+    # between Slack's answer and its record (chat.postMessage has no idempotency key).
+    outcomes = fake_slack.outcomes()
+    stale = [m for m in fake_slack.messages() if m not in outcomes]
+    assert all(fake_slack.calls.index(m) < cut_off_before for m in stale), [m.body["channel"] for m in stale]
     # Never a stop the attempt log did not justify: one per campaign, plus at most one repeat of
     # the stop whose answer was lost (CleverTap's stop is repeat-safe).
     taken = [call for call in simulator.calls_to(STOP_PATH, "POST") if not call.limited]  # a 429 changes nothing
@@ -131,7 +141,9 @@ async def test_stops_queued_when_the_process_dies_are_all_sent_after_a_restart(
         first = await start_serve(env, tmp_path)
         started.append(first)
         request_ids = await queue_stops(first, fake_slack, box)
+        cut_off_before = 0
         if how == "kill":
+            cut_off_before = len(fake_slack.calls)
             first.process.send_signal(signal.SIGKILL)
         else:
             first.process.terminate()
@@ -140,7 +152,7 @@ async def test_stops_queued_when_the_process_dies_are_all_sent_after_a_restart(
 
         second = await start_serve(env, tmp_path)
         started.append(second)
-        await assert_each_stopped_and_told_once(database, request_ids, fake_slack, box, [second])
+        await assert_each_stopped_and_told_once(database, request_ids, fake_slack, box, [second], cut_off_before)
         assert "Traceback" not in second.log
     finally:
         await kill_all(started)
@@ -164,11 +176,14 @@ async def test_a_dead_process_s_stops_are_resumed_once_by_two_processes_on_postg
         survivor = await start_serve(env, tmp_path)
         started.append(survivor)
         request_ids = await queue_stops(doomed, fake_slack, box)
+        cut_off_before = len(fake_slack.calls)
         doomed.process.send_signal(signal.SIGKILL)
         await doomed.stop()
         successor = await start_serve(env, tmp_path)
         started.append(successor)
-        await assert_each_stopped_and_told_once(database, request_ids, fake_slack, box, [survivor, successor])
+        await assert_each_stopped_and_told_once(
+            database, request_ids, fake_slack, box, [survivor, successor], cut_off_before
+        )
         for process in (survivor, successor):
             assert "Traceback" not in process.log
     finally:
@@ -187,24 +202,30 @@ async def test_a_post_cut_off_by_kill_9_is_made_by_the_next_process(
     try:
         first = await start_serve(env, tmp_path)
         started.append(first)
-        fake_slack.fail("chat.postMessage", Failure(kind="hang"))
+        fake_slack.fail("chat.postMessage", Failure(kind="hang"), times=2)  # the first post to each channel
         async with httpx.AsyncClient(timeout=30) as http:
             app = AppUnderTest(url=first.url, web=None, slack=fake_slack, sandbox=box, http=http)
             ack = await app.command("clevertap 1457432766 killed mid-post")
             request_id = buttons(ack.json())[STOP_ACTION]["value"]
             await app.click(STOP_ACTION, request_id)
-        await fake_slack.wait_for("chat.postMessage", 1, timeout=30)  # the channel post, left hanging
+        await fake_slack.wait_for("chat.postMessage", 2, timeout=30)  # both posts left hanging
         first.process.send_signal(signal.SIGKILL)
         await first.stop()
 
         second = await start_serve(env, tmp_path)
         started.append(second)
-        posts = await fake_slack.wait_for("chat.postMessage", 3, timeout=60)  # after the 20 s lease
+        await box["clevertap"].wait_until(lambda: box["clevertap"].campaigns["1457432766"].state == "stopped")
+        posts = await fake_slack.wait_for("chat.postMessage", 4, timeout=60)  # after the 20 s lease
         await second.stop()
     finally:
         await kill_all(started)
-    assert sorted(p.body["channel"] for p in posts) == [CHANNEL, CHANNEL, INCIDENT]  # the first never answered
-    assert len(box["clevertap"].calls_to(STOP_PATH, "POST")) == 1  # the stop itself was never repeated
+    assert sorted(p.body["channel"] for p in posts) == [CHANNEL, CHANNEL, INCIDENT, INCIDENT]
+    # The two cut off never answered; the next process made one message per channel, no more.
+    assert sorted(m.body["channel"] for m in fake_slack.messages()) == [CHANNEL, INCIDENT]
+    assert len(fake_slack.outcomes()) == 2
+    # Killed while its live record was being posted, the stop may still have been running: a
+    # repeat-safe CleverTap stop is then sent once more, never more.
+    assert 1 <= len(box["clevertap"].calls_to(STOP_PATH, "POST")) <= 2
     store = Store.from_url(database)
     await store.initialize(migrate=False)
     try:

@@ -45,12 +45,12 @@ async def test_an_unreachable_redis_never_blocks_a_stop(start_app: StartApp, tex
     """REDIS_URL points at a closed port: the stop goes out under this process's own limits."""
     app = await start_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     request_id = await confirm(app, f"{text} redis down")
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE and stored.outcome is not None
     assert stored.outcome.status is S.STOPPED, stored.outcome.detail
-    posts = [p for p in app.slack.of("chat.postMessage") if request_id in message_text(p.body)]
+    posts = [p for p in app.slack.outcomes() if request_id in message_text(p.body)]
     assert len(posts) == 2
     health = await app.http.get(f"{app.url}/healthz")
     assert health.status_code == 200
@@ -82,13 +82,13 @@ async def test_redis_going_away_mid_run_never_blocks_a_stop(
     url, redis_server = own_redis
     app = await start_app(REDIS_URL=url)
     first = await confirm(app, "clevertap 1457432766 redis up")
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     assert (await app.http.get(f"{app.url}/healthz")).json()["status"] == "ok"
     redis_server.kill()
     await redis_server.wait()
     app.sandbox["clevertap"].campaigns["1457432766"].state = "running"
     second = await confirm(app, "clevertap 1457432766 redis gone")
-    await app.slack.wait_for("chat.postMessage", 4)
+    await app.slack.wait_for_outcomes(4)
     await app.runtime.tasks.wait_idle()
     for request_id in (first, second):
         stored = await app.runtime.store.get(request_id)
@@ -107,10 +107,12 @@ async def test_a_post_slack_rate_limits_for_longer_than_its_lease_is_made_once(s
     second = await start_app(OUTBOX_LEASE_SECONDS=lease)
     first.slack.fail("chat.postMessage", Failure(kind="ratelimit", retry_after=int(lease) // 2 + 1), times=2)
     request_id = await confirm(first, "clevertap 1457432766 slack rate limits")
-    await first.slack.wait_for("chat.postMessage", 2 + 2, timeout=60)  # 2 refused, then the 2 posts
+    await first.slack.wait_for_outcomes(2, timeout=60)
     await first.runtime.wait_for_delivery_pass()
     await second.runtime.wait_for_delivery_pass()
     assert await first.runtime.store.outbox_depth() == 0
     calls = [p for p in first.slack.of("chat.postMessage") if request_id in message_text(p.body)]
-    assert len(calls) == 2 + 2, [p.body["channel"] for p in calls]  # a third post would be a duplicate
-    assert {p.body["channel"] for p in calls} == {CHANNEL, INCIDENT}
+    assert len(calls) == 2 + 2, [p.body["channel"] for p in calls]  # 2 refused, then one per channel; no third
+    messages = [m for m in first.slack.messages() if request_id in message_text(m.body)]
+    assert sorted(m.body["channel"] for m in messages) == sorted([CHANNEL, INCIDENT])
+    assert all(" is stopping " not in message_text(m.body) for m in messages)

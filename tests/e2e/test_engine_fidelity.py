@@ -35,12 +35,12 @@ async def stop_campaign(app: AppUnderTest, text: str, arm: list[Fault]) -> tuple
         app.sandbox[provider].add_fault(fault)
     answer = await app.click(STOP_ACTION, request_id)
     assert answer.status_code == 200
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE
     assert stored.outcome is not None
-    posts = [p for p in app.slack.of("chat.postMessage") if request_id in message_text(p.body)]
+    posts = [p for p in app.slack.outcomes() if request_id in message_text(p.body)]
     assert len(posts) == 2
     assert all(f"*{stored.outcome.status.label}*" in message_text(p.body) for p in posts)
     return request_id, stored.outcome.status

@@ -403,7 +403,7 @@ async def _check(app: AppUnderTest, provider: str, run: Run) -> tuple[list[str],
     expected = scenario.expect[provider]
     if outcome.status is not expected:
         problems.append(f"outcome {outcome.status.value}, expected {expected.value}: {outcome.detail}")
-    posts = [p for p in app.slack.of("chat.postMessage") if run.request_id in message_text(p.body)]
+    posts = [p for p in app.slack.outcomes() if run.request_id in message_text(p.body)]
     channels = sorted(str(p.body.get("channel")) for p in posts)
     if channels != sorted([CHANNEL, INCIDENT]):
         problems.append(f"the outcome was posted to {channels}, not to the channel and the incident channel")
@@ -457,7 +457,7 @@ async def test_every_fault_ends_in_a_true_outcome_without_a_blind_second_stop(
             _arm(run, target)
 
     await asyncio.gather(*(_click(app, run) for run in runs))
-    await app.slack.wait_for("chat.postMessage", 2 * len(runs), timeout=30)  # channel + incident each
+    await app.slack.wait_for_outcomes(2 * len(runs), timeout=30)  # channel + incident each
     await app.runtime.tasks.wait_idle()
     for run in runs:
         if run.sim is not None:

@@ -67,7 +67,7 @@ async def test_an_approval_from_the_cli_is_announced_and_ends_the_card(
     assert code == 0, output
     assert "stopped" in output and "Traceback" not in output
 
-    posts = [p for p in app.slack.of("chat.postMessage") if request_id in message_text(p.body)]
+    posts = [p for p in app.slack.outcomes() if request_id in message_text(p.body)]
     posts = [p for p in posts if p.body["channel"] != BOB]  # BOB (S0LEADS) got the approval card by DM
     assert sorted(p.body["channel"] for p in posts) == sorted([CHANNEL, INCIDENT])
     assert CONSOLE in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
@@ -87,7 +87,7 @@ async def test_a_cli_stop_is_announced_in_the_incident_channel(
     env = cli_environment(tmp_path, app.slack.url, box, box_server.url)
     code, output = await run_cli(env, "stop", "clevertap", "1457432766", "--reason", "runbook", "--yes")
     assert code == 0, output
-    posts = app.slack.of("chat.postMessage")
+    posts = app.slack.outcomes()
     assert [p.body["channel"] for p in posts] == [INCIDENT]  # a CLI request has no channel of its own
     text = message_text(posts[0].body)
     assert "1457432766" in text and "stopped" in text and "runbook" in text

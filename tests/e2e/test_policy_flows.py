@@ -88,7 +88,7 @@ async def test_two_person_rule(start_app: StartApp, tmp_path: Path) -> None:
     assert simulator.calls_to("/stop", "POST") == []
 
     await app.click(STOP_ACTION, request_id, user=BOB)
-    calls = await app.slack.wait_for("chat.postMessage", 3)  # the approval card by DM, then the outcome twice
+    calls = await app.slack.wait_for_outcomes(3)  # the approval card by DM, then the outcome twice
     posts = [p for p in calls if p.body["channel"] != BOB]
     await app.runtime.tasks.wait_idle()
     assert len(simulator.calls_to("/stop", "POST")) == 1
@@ -117,7 +117,7 @@ async def test_the_requester_can_cancel_a_two_person_request(start_app: StartApp
 async def test_history_and_status_from_slack(app: AppUnderTest) -> None:
     first = buttons((await app.command("clevertap 1457432766 wrong segment")).json())[STOP_ACTION]["value"]
     await app.click(STOP_ACTION, first)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     second = buttons((await app.command("altcraft 101", user=ALICE)).json())[STOP_ACTION]["value"]
 
@@ -150,7 +150,7 @@ async def test_a_request_stuck_in_executing_is_settled_on_start(start_app: Start
     for request_id in stuck.values():  # the dead process had got its stop out, and heard nothing back
         await app.runtime.store.attempt_sending(request_id, 1)
     await start_app()  # a new process on the same database settles them at start
-    posts = await app.slack.wait_for("chat.postMessage", 4)
+    posts = await app.slack.wait_for_outcomes(4)
     texts = " ".join(message_text(p.body) for p in posts)
     assert "restarted while this stop was running" in texts
     sonarly = await app.runtime.store.get(stuck["sonarly"])
@@ -228,7 +228,7 @@ async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start
     card = ack.json()
     request_id = buttons(card)[STOP_ACTION]["value"]
     assert DECLINE_ACTION in buttons(card)
-    dms = await app.slack.wait_for("chat.postMessage", 1)
+    dms = await app.slack.wait_for_outcomes(1)
     assert dms[0].body["channel"] == BOB and request_id in message_text(dms[0].body)  # S0LEADS = [BOB]
 
     await app.click(DECLINE_ACTION, request_id, user=BOB, payload_extra={"trigger_id": "trigger-decline"})

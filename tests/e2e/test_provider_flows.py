@@ -40,7 +40,7 @@ async def test_full_flow_with_preview(app: AppUnderTest, provider: str) -> None:
     assert stored is not None and stored.preview is not None and stored.preview.name == name
 
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     text = message_text(posts[0].body)
     assert "stopped" in text and campaign in text
@@ -71,6 +71,6 @@ async def test_a_slow_preview_says_so_and_the_stop_still_works(start_app: StartA
     assert "did not answer within 0.3 s" in message_text(update.body)
     simulator.release_held()
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "stopped" in message_text(posts[0].body)
     assert len(simulator.calls_to(stop_path, method)) == 1

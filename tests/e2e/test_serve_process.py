@@ -64,7 +64,7 @@ async def test_serve_process_full_flow_logs_and_metrics(
             request_id = buttons(ack.json())[STOP_ACTION]["value"]
             request_ids.append(request_id)
             await app.click(STOP_ACTION, request_id)
-            posts = await fake_slack.wait_for("chat.postMessage", 2 * n, timeout=20)
+            posts = await fake_slack.wait_for_outcomes(2 * n, timeout=20)
             assert "stopped" in str(posts[-2].body)
         assert (await http.get(f"{served.url}/metrics")).status_code == 404  # never on the Slack port
         metrics = (await http.get(served.metrics_url)).text

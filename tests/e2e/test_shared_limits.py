@@ -61,7 +61,7 @@ async def storm(
                     requests.append((app, buttons(ack.json())[STOP_ACTION]["value"]))
                 answers = await asyncio.gather(*(app.click(STOP_ACTION, request_id) for app, request_id in requests))
                 assert all(a.status_code == 200 for a in answers)
-                await fake_slack.wait_for("chat.postMessage", STOPS, timeout=90)
+                await fake_slack.wait_for_outcomes(STOPS, timeout=90)
         finally:
             await asyncio.gather(*(p.stop() for p in processes))
         if simulator.rejected_429 == 0:

@@ -117,7 +117,7 @@ async def test_stop_calls_the_provider_once_and_posts_the_outcome_everywhere(app
     click = await app.click(STOP_ACTION, request_id)
     assert click.status_code == 200
 
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
 
     calls = app.sandbox["clevertap"].calls_to("/1/targets/stop.json")
@@ -151,7 +151,11 @@ async def test_stop_calls_the_provider_once_and_posts_the_outcome_everywhere(app
     assert stored.outcome is not None and stored.outcome.status.value == "stopped"
     assert stored.outcome.confirmed_by is not None and stored.outcome.confirmed_by.id == REQUESTER
     events = [entry.event for entry in await app.runtime.store.audit(request_id)]
-    assert events == ["created", "confirmed", "outcome", "announced", "announced"]
+    assert events[:2] == ["created", "confirmed"] and events.count("outcome") == 1
+    assert events.count("announced") == 2 and events.count("record_started") <= 2
+    # One live record per channel: "… is stopping …", then the outcome in place of it.
+    assert len(app.slack.messages()) == 2
+    assert len(app.slack.of("chat.update")) == events.count("record_started")
 
 
 async def test_already_stopped_and_completed_campaigns_are_reported_as_such(app: AppUnderTest) -> None:
@@ -162,13 +166,13 @@ async def test_already_stopped_and_completed_campaigns_are_reported_as_such(app:
         stored = await app.runtime.store.get(request_id)
         assert stored is not None and stored.outcome is not None
         assert stored.outcome.status.label == status
-    assert len(app.slack.of("chat.postMessage")) == 4
+    assert len(app.slack.outcomes()) == 4
 
 
 async def test_not_found_campaign_is_reported(app: AppUnderTest) -> None:
     _, request_id = await open_card(app, "clevertap 1999999999")
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "not found" in message_text(posts[0].body)
     assert "73" in message_text(posts[0].body)
 
@@ -177,10 +181,10 @@ async def test_concurrent_stop_clicks_reach_the_provider_once(app: AppUnderTest)
     _, request_id = await open_card(app)
     clicks = await asyncio.gather(*(app.click(STOP_ACTION, request_id) for _ in range(12)))
     assert all(c.status_code == 200 for c in clicks)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     assert await stop_calls(app) == 1
-    assert len(app.slack.of("chat.postMessage")) == 2
+    assert len(app.slack.outcomes()) == 2
     # every losing click was answered (ephemeral) instead of being dropped
     refusals = [c for c in app.slack.of("response_url") if c.body.get("replace_original") is False]
     assert len(refusals) == 11
@@ -189,7 +193,7 @@ async def test_concurrent_stop_clicks_reach_the_provider_once(app: AppUnderTest)
 async def test_a_retried_click_after_the_outcome_says_it_has_ended(app: AppUnderTest) -> None:
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     await app.click(STOP_ACTION, request_id)
     await app.runtime.tasks.wait_idle()
@@ -216,7 +220,7 @@ async def test_another_user_cannot_stop_or_cancel(app: AppUnderTest) -> None:
     assert [e.event for e in await app.runtime.store.audit(request_id)] == ["created", "refused", "refused"]
     # the requester still can
     await app.click(STOP_ACTION, request_id)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     assert await stop_calls(app) == 1
 
 
@@ -332,7 +336,7 @@ async def test_a_slow_provider_does_not_delay_the_ack(start_app: StartApp) -> No
     second = await app.command(f"clevertap {SCHEDULED}")
     assert STOP_ACTION in buttons(second.json())
     simulator.release_held()
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "stopped" in message_text(posts[0].body)
 
 
@@ -340,7 +344,7 @@ async def test_persistent_rate_limit_is_reported_as_rate_limited(app: AppUnderTe
     app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.STATUS, status=429, times=None))
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.outcome is not None
     assert stored.outcome.status.value == "rate_limited"
@@ -352,7 +356,7 @@ async def test_a_transient_rate_limit_is_retried_to_success(app: AppUnderTest) -
     app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.STATUS, status=429, times=2))
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "stopped" in message_text(posts[0].body)
     assert await stop_calls(app) == 3
 
@@ -361,7 +365,7 @@ async def test_server_errors_become_provider_error(app: AppUnderTest) -> None:
     app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.STATUS, status=503, times=None))
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.outcome is not None
     assert stored.outcome.status.value == "provider_error"
@@ -372,7 +376,7 @@ async def test_a_provider_timeout_is_reported_honestly_and_the_request_ends(app:
     app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.TIMEOUT, times=None))
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "unknown" in message_text(posts[0].body)
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.state is RequestState.DONE
@@ -383,7 +387,7 @@ async def test_an_unreachable_provider_is_reported_as_unreachable(start_app: Sta
     app = await start_app(CLEVERTAP_BASE_URL="http://127.0.0.1:9")  # discard port: connection refused
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "unreachable" in message_text(posts[0].body)
 
 
@@ -400,7 +404,8 @@ async def test_the_outcome_is_stored_when_slack_refuses_the_post(app: AppUnderTe
     assert stored is not None and stored.state is RequestState.DONE
     assert stored.outcome is not None and stored.outcome.status.value == "stopped"
     events = [e.event for e in await app.runtime.store.audit(request_id)]
-    assert events[-1] == "announce_failed"
+    assert events.count("announce_failed") == 2  # a permanent refusal is not retried
+    assert await app.runtime.store.outbox_depth() == 0
     # the requester is told why the channel did not get it, and their card shows the outcome
     texts = [message_text(c.body) for c in app.slack.of("response_url")]
     assert any("channel_not_found" in t for t in texts)
@@ -421,9 +426,10 @@ async def test_a_slack_rate_limit_is_retried(app: AppUnderTest) -> None:
     app.slack.fail("chat.postMessage", Failure(kind="ratelimit", retry_after=0))
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 3)
+    posts = await app.slack.wait_for_outcomes(2)
     await app.runtime.tasks.wait_idle()
     assert {p.body["channel"] for p in posts} == {CHANNEL, INCIDENT}
+    assert len(app.slack.of("chat.postMessage")) == 3  # the 429, then one message per channel
     events = [e.event for e in await app.runtime.store.audit(request_id)]
     assert "announce_failed" not in events
 
@@ -438,9 +444,9 @@ async def test_without_incident_channel_only_the_channel_gets_the_outcome(start_
     app = await start_app(INCIDENT_CHANNEL="")
     _, request_id = await open_card(app)
     await app.click(STOP_ACTION, request_id)
-    await app.slack.wait_for("chat.postMessage", 1)
+    await app.slack.wait_for_outcomes(1)
     await app.runtime.tasks.wait_idle()
-    assert [p.body["channel"] for p in app.slack.of("chat.postMessage")] == [CHANNEL]
+    assert [p.body["channel"] for p in app.slack.outcomes()] == [CHANNEL]
 
 
 async def test_healthz_says_ok_without_internals(app: AppUnderTest) -> None:
@@ -455,7 +461,7 @@ async def test_a_hanging_card_update_does_not_delay_the_stop(app: AppUnderTest) 
     await app.click(STOP_ACTION, request_id)
     # The stop reaches the provider while Slack still holds the "Stopping…" update.
     await app.sandbox["clevertap"].wait_for_calls(1, "/1/targets/stop.json", timeout=3)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert "stopped" in message_text(posts[0].body)
     app.slack.release()
 
@@ -463,7 +469,7 @@ async def test_a_hanging_card_update_does_not_delay_the_stop(app: AppUnderTest) 
 async def test_a_reason_cannot_mention_the_channel(app: AppUnderTest) -> None:
     _, request_id = await open_card(app, f"clevertap {RUNNING} &lt;!channel&gt; look &lt;@U0BOSS&gt;")
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     for post in posts:
         assert "<!channel>" not in post.body["text"] and "<@U0BOSS>" not in post.body["text"]
         assert "<!channel>" not in message_text(post.body)
@@ -483,5 +489,5 @@ async def test_a_second_pending_request_tells_who_already_has_one(app: AppUnderT
     assert len(notes) == 1 and notes[0]["replace_original"] is False
     assert f"<@{OTHER}>" in message_text(notes[0]) and first_id in message_text(notes[0])
     await app.click(STOP_ACTION, second_id)
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     assert len(app.sandbox["clevertap"].calls_to("/1/targets/stop.json", "POST")) == 1

@@ -96,7 +96,7 @@ async def test_a_valid_form_leads_to_the_same_card_and_stop(app: AppUnderTest) -
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.channel_id == CHANNEL and stored.reason == "wrong segment"
     await app.click(STOP_ACTION, request_id)
-    posts = await app.slack.wait_for("chat.postMessage", 2)
+    posts = await app.slack.wait_for_outcomes(2)
     assert {p.body["channel"] for p in posts} == {CHANNEL, INCIDENT}
     assert len(app.sandbox["clevertap"].calls_to("/1/targets/stop.json", "POST")) == 1
 
@@ -133,7 +133,7 @@ async def test_the_home_tab_shows_what_waits_and_is_refreshed_after_a_click(app:
     assert views.FORM_SHORTCUT in buttons(home)
 
     await app.click(STOP_ACTION, request_id, payload_extra={"container": {"type": "view", "view_id": "V1"}})
-    await app.slack.wait_for("chat.postMessage", 2)
+    await app.slack.wait_for_outcomes(2)
     refreshed = await app.slack.wait_for("views.publish", 2)
     await app.runtime.tasks.wait_idle()
     home = refreshed[-1].body["view"]

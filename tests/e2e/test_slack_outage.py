@@ -28,9 +28,9 @@ async def test_an_outcome_survives_a_slack_outage_and_a_restart(start_app: Start
     await first.server.stop()  # the process goes away with the posts still owed
 
     first.slack.down = False
-    posted_before = len(first.slack.of("chat.postMessage"))
+    posted_before = len(first.slack.outcomes())
     second = await start_app()  # a new process on the same database
-    posts = (await second.slack.wait_for("chat.postMessage", posted_before + 2, timeout=30))[posted_before:]
+    posts = (await second.slack.wait_for_outcomes(posted_before + 2, timeout=30))[posted_before:]
     assert [p.body["channel"] for p in posts] == [CHANNEL, INCIDENT]
     assert "stopped" in message_text(posts[0].body)
     assert f"/archives/{CHANNEL}/p" in message_text(posts[1].body)  # the link to the channel post
@@ -44,9 +44,9 @@ async def test_an_outcome_survives_a_slack_outage_and_a_restart(start_app: Start
 async def test_a_short_outage_is_retried_by_the_same_process(app: AppUnderTest) -> None:
     app.slack.down = True
     request_id = await stop_one(app)
-    failed = len(app.slack.of("chat.postMessage"))
+    failed = len(app.slack.outcomes())
     app.slack.down = False
-    posts = (await app.slack.wait_for("chat.postMessage", failed + 2, timeout=30))[failed:]
+    posts = (await app.slack.wait_for_outcomes(failed + 2, timeout=30))[failed:]
     assert {p.body["channel"] for p in posts} == {CHANNEL, INCIDENT}
     await app.runtime.wait_for_delivery_pass()
     assert await app.runtime.store.outbox_depth() == 0

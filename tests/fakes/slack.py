@@ -31,6 +31,8 @@ class SlackCall:
     body: dict[str, Any]
     headers: dict[str, str]
     path: str = ""
+    ts: str | None = None
+    """The ts the fake gave a chat.postMessage."""
 
 
 @dataclass
@@ -81,6 +83,32 @@ class FakeSlack:
     def of(self, method: str) -> list[SlackCall]:
         """Calls of one method (``response_url`` for posts to response URLs)."""
         return [c for c in self.calls if c.method == method]
+
+    def messages(self) -> list[SlackCall]:
+        """Every message posted with chat.postMessage, in order, as it reads now: the call that last
+        wrote it (its chat.postMessage, or the latest chat.update of that channel and ts)."""
+        latest: dict[tuple[str, str], SlackCall] = {}
+        order: list[tuple[str, str]] = []
+        for call in self.calls:
+            if call.method == "chat.postMessage" and call.ts is not None:
+                key = (str(call.body.get("channel")), call.ts)
+                latest[key] = call
+                order.append(key)
+            elif call.method == "chat.update":
+                key = (str(call.body.get("channel")), str(call.body.get("ts")))
+                if key in latest:
+                    latest[key] = call
+        return [latest[k] for k in order]
+
+    def outcomes(self) -> list[SlackCall]:
+        """Messages that read as an outcome now (not a live record still saying "is stopping")."""
+        return [m for m in self.messages() if " is stopping " not in json.dumps(m.body, ensure_ascii=False)]
+
+    async def wait_for_outcomes(self, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
+        """Wait until `count` messages read as outcomes (posted, or live records updated in place)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.outcomes()) >= count)
+        return self.outcomes()
 
     async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
         """Wait until `count` calls of `method` arrived."""
@@ -146,6 +174,11 @@ class FakeSlack:
             )
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             ts = f"1700000000.{next(self._ts):06d}"
+            if method == "chat.update":
+                ts = str(call.body.get("ts", ts))
+            async with self._changed:
+                call.ts = ts
+                self._changed.notify_all()
             channel = call.body.get("channel", "C0UNKNOWN")
             return JSONResponse(
                 {
@@ -156,6 +189,10 @@ class FakeSlack:
                     "message": {"text": call.body.get("text", ""), "ts": ts},
                 }
             )
+        if method == "chat.getPermalink":
+            channel, ts = call.body.get("channel", "C0"), str(call.body.get("message_ts", "0"))
+            link = f"https://fake-workspace.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+            return JSONResponse({"ok": True, "channel": channel, "permalink": link})
         if method == "apps.connections.open":  # Socket Mode: a WebSocket URL nobody answers
             return JSONResponse({"ok": True, "url": "ws://127.0.0.1:9/socket-mode-not-served"})
         if method in ("views.open", "views.publish", "views.update", "views.push"):

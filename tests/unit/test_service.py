@@ -112,6 +112,8 @@ class FakeNotifier:
     """Posts into a list; fails the next `failures` posts with `error`."""
 
     posts: list[tuple[str, str, str]] = field(default_factory=list)
+    records: list[tuple[str, str, str]] = field(default_factory=list)
+    """The live records' first messages ("… is stopping …"); `posts` holds the outcomes."""
     failures: list[DeliveryError] = field(default_factory=list)
 
     def targets(self, request: StopRequest) -> list[tuple[str, str]]:
@@ -127,6 +129,17 @@ class FakeNotifier:
 
     async def card_ended(self, request: StopRequest) -> None:
         self.posts.append((request.id, "expired", request.channel_id or ""))
+
+    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.records.append((request.id, target, channel))
+        return f"16000.{len(self.records)}"
+
+    async def update(
+        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+    ) -> str | None:
+        return await self.post(request, outcome, target, channel, link_ts)
 
 
 @dataclass
