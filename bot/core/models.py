@@ -285,6 +285,8 @@ class ProviderFacts:
     """True when a stop can be undone in the provider (Altcraft can activate a campaign again)."""
     dashboard_url_template: str | None = None
     """The campaign's page in the provider's dashboard, with ``{campaign_id}`` still to fill in."""
+    repeat_safe: bool = False
+    """True when sending the same stop twice is harmless (a second stop of a stopped campaign)."""
 
     def dashboard_url(self, campaign_id: str) -> str | None:
         """The dashboard URL of one campaign, or None when the provider has none."""

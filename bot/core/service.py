@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.core.context import request_id_var
 from bot.core.execution import Execution, Interrupted
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Actor, AuditEntry, ProviderFacts, ProviderHealth, ProviderKind, RequestState, StopRequest
@@ -19,6 +20,7 @@ from bot.core.outbox import Outbox
 from bot.core.parsing import Command, StopCommand, find_target, form_command, parse_command
 from bot.core.policy import Policy, PolicyRefusal, mentions
 from bot.core.ports import Notifier, PreviewUnavailable, ProviderCatalog, Store, facts_for
+from bot.core.recheck import RECHECKABLE, check_again
 from bot.core.recovery import Recovery
 from bot.core.render import help_text
 from bot.core.results import ClickResult, Preview
@@ -234,6 +236,28 @@ class StopService:
     async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
         """An approver turns down a two-person request; nothing is sent to the provider."""
         return await self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
+
+    async def check_again(self, request_id: str, actor: Actor) -> ClickResult:
+        """Settle an outcome that could not say for sure (see `bot.core.recheck`), update the records."""
+        request = await self._store.get(request_id)
+        if request is None:
+            return ClickResult(None, refusal="This stop request does not exist.")
+        try:
+            await self._policy.check_view(actor, request)
+        except PolicyRefusal as refusal:
+            return ClickResult(request, refusal=refusal.message)
+        if request.outcome is None or request.outcome.status not in RECHECKABLE:
+            return ClickResult(request, refusal="This outcome is final: there is nothing to check again.")
+        adapter = self._catalog.get(request.provider, request.account)
+        if adapter is None:
+            return ClickResult(request, refusal="This account is no longer configured.")
+        request_id_var.set(request_id)
+        outcome = await check_again(request, adapter, self._store)
+        if not await self._store.revise_outcome(request_id, outcome, actor):
+            return ClickResult(request, refusal="The request changed meanwhile; try again.")
+        await self.outbox.deliver(request_id)
+        revised = request.model_copy(update={"outcome": outcome})
+        return ClickResult(revised, outcome)
 
     async def _post_record(self, request_id: str) -> None:
         try:

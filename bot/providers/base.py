@@ -324,6 +324,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
             campaign_id_hint=self.campaign_id_hint,
             undoable=self.undoable,
             dashboard_url_template=self._dashboard_template(),
+            repeat_safe=self.repeat_safe,
         )
 
     def _dashboard_template(self) -> str | None:

@@ -12,11 +12,14 @@ import urllib.parse
 from typing import Any
 
 from bot.core.models import CampaignInfo, Outcome, ProviderFacts, RequestState, StopRequest
+from bot.core.recheck import RECHECKABLE
 from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, outcome_text, plain_who, timestamp
 from bot.core.results import Preview
 
 STOP_ACTION = "stopcampaign_confirm"
 CANCEL_ACTION = "stopcampaign_cancel"
+CHECK_AGAIN_ACTION = "stopcampaign_check_again"
+"""On outcomes that could not say for sure: read the state again (or repeat a repeat-safe stop)."""
 DECLINE_ACTION = "stopcampaign_decline"
 """On approval cards: an approver turns the request down (a form asks for an optional comment)."""
 
@@ -319,6 +322,13 @@ def outcome_message(
         notes.append(link)
     notes.append(f"request `{request.id}`")
     blocks.append(context(*notes))
+    if outcome.status in RECHECKABLE:
+        blocks.append({
+            "type": "actions",
+            "block_id": "recheck",
+            "elements": [{"type": "button", "action_id": CHECK_AGAIN_ACTION, "value": request.id,
+                          "text": {"type": "plain_text", "text": "Check again", "emoji": True}}],
+        })
     text = escape(outcome_text(request, outcome, facts))  # reasons and provider texts are untrusted
     if permalink:
         text += f"\n{permalink}"

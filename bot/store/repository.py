@@ -422,6 +422,29 @@ class Store:
             deliveries=deliveries,
         )
 
+    async def revise_outcome(self, request_id: str, outcome: Outcome, actor: Actor) -> bool:
+        """Replace a done request's outcome ("Check again"), and make its posts due again so the
+        live records are updated in place with it."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            result = await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .where(stop_requests.c.state == RequestState.DONE.value)
+                .values(outcome_json=outcome.model_dump_json(), updated_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await _append(conn, request_id, "checked_again", None, None, actor,
+                          {"status": outcome.status.value, "detail": outcome.detail})
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.request_id == request_id)
+                .where(outbox.c.state == "sent")
+                .values(state="pending", next_attempt_at=now, attempts=0, updated_at=now)
+            )
+        return True
+
     async def history(
         self,
         provider: str | None = None,

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from bot.core.models import RequestState, utcnow
 from bot.sandbox.base import Fault, FaultKind
 from bot.sandbox.clevertap import ACCOUNT_ID, PASSCODE
-from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION
+from bot.slack.blocks import CANCEL_ACTION, CHECK_AGAIN_ACTION, STOP_ACTION
 from bot.store.schema import stop_requests
 from tests.e2e.conftest import CHANNEL, INCIDENT, OTHER, REQUESTER, AppUnderTest, StartApp, buttons, message_text
 from tests.fakes.slack import Failure
@@ -491,3 +491,39 @@ async def test_a_second_pending_request_tells_who_already_has_one(app: AppUnderT
     await app.click(STOP_ACTION, second_id)
     await app.slack.wait_for_outcomes(2)
     assert len(app.sandbox["clevertap"].calls_to("/1/targets/stop.json", "POST")) == 1
+
+
+async def test_check_again_settles_an_open_outcome_and_updates_the_records_in_place(app: AppUnderTest) -> None:
+    simulator = app.sandbox["clevertap"]
+    simulator.add_fault(Fault(kind=FaultKind.STATUS, status=503, times=None))
+    _, request_id = await open_card(app)
+    await app.click(STOP_ACTION, request_id)
+    first = await app.slack.wait_for_outcomes(2)
+    await app.runtime.tasks.wait_idle()
+    assert all("provider error" in message_text(m.body) for m in first)
+    assert all(blocks_ids(m.body) >= {"recheck"} for m in first)
+    updates = len(app.slack.of("chat.update"))
+
+    simulator.faults.clear()  # the provider is back; CleverTap has no state read, its stop is repeat-safe
+    await app.click(CHECK_AGAIN_ACTION, request_id, user=OTHER)
+    await app.slack.wait_for("chat.update", updates + 2)
+    await app.runtime.tasks.wait_idle()
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.outcome is not None and stored.outcome.status.value == "stopped"
+    assert "Checked again" in stored.outcome.detail
+    messages = app.slack.messages()
+    assert len(messages) == 2  # updated in place, no new top-level message
+    for message in messages:
+        assert "stopped" in message_text(message.body) and "recheck" not in blocks_ids(message.body)
+    assert simulator.campaigns[RUNNING].state == "stopped"
+    events = [e.event for e in await app.runtime.store.audit(request_id)]
+    assert "checked_again" in events
+
+    # A final outcome offers nothing to check again.
+    await app.click(CHECK_AGAIN_ACTION, request_id)
+    await app.runtime.tasks.wait_idle()
+    assert "nothing to check again" in message_text(app.slack.of("response_url")[-1].body)
+
+
+def blocks_ids(message: dict[str, Any]) -> set[str]:
+    return {str(b.get("block_id")) for b in message.get("blocks", []) if b.get("block_id")}

@@ -39,6 +39,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 _then_refresh_home(run_cancel(*click, deps), click[0], click[1], client, deps), name="cancel"
             )
 
+    async def check_again_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        click = _click(body)
+        if click is not None:
+            deps.tasks.spawn(run_check_again(*click, deps), name="check-again")
+
+    app.action(blocks.CHECK_AGAIN_ACTION)(check_again_clicked)
     app.action(blocks.STOP_ACTION)(stop_clicked)
     app.action(blocks.CANCEL_ACTION)(cancel_clicked)
 
@@ -93,6 +100,13 @@ async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps
     if stopping:
         await asyncio.wait(stopping, timeout=15)  # the final card must land after "stopping…"
     await _reply(result, actor, response_url, deps)
+
+
+async def run_check_again(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+    """Check an open outcome again; the live records are updated in place by the outbox."""
+    result = await deps.service.check_again(request_id, actor)
+    if result.refused:
+        await post_response(response_url, blocks.notice(result.refusal), replace=False)
 
 
 async def run_cancel(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
