@@ -69,8 +69,10 @@ class Outbox:
                 if request.outcome is None:
                     ts = await self.notifier.post_started(request, delivery.target, delivery.channel, link_ts)
                 elif delivery.message_ts:
+                    trail = await self.store.audit(request.id)
                     ts = await self.notifier.update(
-                        request, request.outcome, delivery.target, delivery.channel, delivery.message_ts, link_ts
+                        request, request.outcome, delivery.target, delivery.channel, delivery.message_ts, link_ts,
+                        trail,
                     )
                 else:
                     ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)

@@ -282,9 +282,17 @@ class Notifier(Protocol):
         """The live record's first message ("… is stopping …"); returns its ts, raises `DeliveryError`."""
 
     async def update(
-        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+        self,
+        request: StopRequest,
+        outcome: Outcome,
+        target: str,
+        channel: str,
+        ts: str,
+        link_ts: str | None,
+        trail: list[AuditEntry] | None = None,
     ) -> str | None:
-        """Turn the live record `ts` into the outcome, in place; raises `DeliveryError`."""
+        """Turn the live record `ts` into the outcome, in place (its `trail` in the thread); raises
+        `DeliveryError`."""
 
 
 class NullNotifier:
@@ -308,7 +316,14 @@ class NullNotifier:
         return None
 
     async def update(
-        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+        self,
+        request: StopRequest,
+        outcome: Outcome,
+        target: str,
+        channel: str,
+        ts: str,
+        link_ts: str | None,
+        trail: list[AuditEntry] | None = None,
     ) -> str | None:
         """Never called (no targets)."""
         return None

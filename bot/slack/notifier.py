@@ -13,10 +13,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.core.models import Outcome, StopRequest
+from bot.core.models import AuditEntry, Outcome, ProviderFacts, StopRequest
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
+from bot.core.render import trail_lines
 from bot.metrics import SLACK_ERRORS
-from bot.slack.blocks import ended_card, outcome_message, record_started
+from bot.slack.blocks import clip, ended_card, escape, outcome_message, record_started, user
 from bot.slack.responder import post_response, retry_after
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,14 @@ class SlackNotifier:
         )
 
     async def update(
-        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+        self,
+        request: StopRequest,
+        outcome: Outcome,
+        target: str,
+        channel: str,
+        ts: str,
+        link_ts: str | None,
+        trail: list[AuditEntry] | None = None,
     ) -> str | None:
         """The live record becomes the outcome, in place (chat.update); a record that is gone
         (deleted, or the channel unreachable for updates) gets a new message instead."""
@@ -135,13 +143,26 @@ class SlackNotifier:
         facts = facts_for(self.catalog, request.provider, request.account)
         message = outcome_message(request, outcome, facts, permalink=permalink)
         try:
-            return await self._call(
+            updated = await self._call(
                 "chat.update", request, target, lambda: self.client.chat_update(channel=channel, ts=ts, **message)
             )
         except DeliveryError as exc:
             if exc.reason not in ("message_not_found", "cant_update_message", "edit_window_closed"):
                 raise
-        return await self.post(request, outcome, target, channel, link_ts)
+            return await self.post(request, outcome, target, channel, link_ts)
+        await self._thread_details(request, facts, channel, ts, trail or [])
+        return updated
+
+    async def _thread_details(
+        self, request: StopRequest, facts: ProviderFacts, channel: str, ts: str, trail: list[AuditEntry]
+    ) -> None:
+        """The audit trail in the record's thread (best effort: the record itself says what matters)."""
+        lines = trail_lines(request, trail, facts, lambda actor: user(actor.id) if actor else "someone")
+        text = "\n".join(escape(line) if i else line for i, line in enumerate(lines))
+        try:
+            await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=clip(text, 3000), unfurl_links=False)
+        except Exception as exc:
+            log.info("the audit trail could not be put in the record's thread (%s)", type(exc).__name__)
 
     async def card_ended(self, request: StopRequest) -> None:
         """Replace the request's card by its ended state, without buttons (its response_url is valid

@@ -156,6 +156,9 @@ async def test_stop_calls_the_provider_once_and_posts_the_outcome_everywhere(app
     # One live record per channel: "… is stopping …", then the outcome in place of it.
     assert len(app.slack.messages()) == 2
     assert len(app.slack.of("chat.update")) == events.count("record_started")
+    for update_call in app.slack.of("chat.update"):  # each record's thread holds the audit trail
+        replies = app.slack.thread_replies(update_call.body["channel"], update_call.body["ts"])
+        assert len(replies) == 1 and request_id in replies[0].body["text"] and "confirmed" in replies[0].body["text"]
 
 
 async def test_already_stopped_and_completed_campaigns_are_reported_as_such(app: AppUnderTest) -> None:
@@ -527,3 +530,26 @@ async def test_check_again_settles_an_open_outcome_and_updates_the_records_in_pl
 
 def blocks_ids(message: dict[str, Any]) -> set[str]:
     return {str(b.get("block_id")) for b in message.get("blocks", []) if b.get("block_id")}
+
+
+async def test_the_live_record_says_who_is_stopping_then_becomes_the_outcome(app: AppUnderTest) -> None:
+    """While the provider takes its time, each channel already reads "… is stopping …"; then
+    that same message becomes the outcome, and its thread holds the audit trail."""
+    app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.LATENCY, delay=1.0, match="/targets/stop"))
+    _, request_id = await open_card(app)
+    await app.click(STOP_ACTION, request_id)
+    records = await app.slack.wait_for("chat.postMessage", 2)
+    assert {r.body["channel"] for r in records} == {CHANNEL, INCIDENT}
+    for record in records:
+        text = message_text(record.body)
+        assert f"<@{REQUESTER}> is stopping CleverTap campaign `{RUNNING}`" in text and "wrong segment" in text
+    assert "/archives/" in message_text(next(r for r in records if r.body["channel"] == INCIDENT).body)
+    assert await stop_calls(app) <= 1  # the record went out beside the stop, not after it
+    await app.slack.wait_for("chat.update", 2)
+    await app.runtime.tasks.wait_idle()
+    messages = app.slack.messages()
+    assert [(m.body["channel"], m.ts) for m in messages] == [(r.body["channel"], r.ts) for r in records]
+    for message in messages:
+        assert message.method == "chat.update" and "stopped" in message_text(message.body)
+        replies = app.slack.thread_replies(message.body["channel"], str(message.ts))
+        assert len(replies) == 1 and "outcome" in replies[0].body["text"]

@@ -90,7 +90,7 @@ class FakeSlack:
         latest: dict[tuple[str, str], SlackCall] = {}
         order: list[tuple[str, str]] = []
         for call in self.calls:
-            if call.method == "chat.postMessage" and call.ts is not None:
+            if call.method == "chat.postMessage" and call.ts is not None and not call.body.get("thread_ts"):
                 key = (str(call.body.get("channel")), call.ts)
                 latest[key] = call
                 order.append(key)
@@ -99,6 +99,11 @@ class FakeSlack:
                 if key in latest:
                     latest[key] = call
         return [latest[k] for k in order]
+
+    def thread_replies(self, channel: str, ts: str) -> list[SlackCall]:
+        """Replies posted in one message's thread."""
+        return [c for c in self.of("chat.postMessage") if c.body.get("channel") == channel
+                and c.body.get("thread_ts") == ts and c.ts is not None]
 
     def outcomes(self) -> list[SlackCall]:
         """Messages that read as an outcome now (not a live record still saying "is stopping")."""

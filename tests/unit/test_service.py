@@ -20,6 +20,7 @@ from bot.core.models import (
     Actor,
     Attempt,
     AttemptState,
+    AuditEntry,
     CampaignInfo,
     Outcome,
     OutcomeStatus,
@@ -137,7 +138,14 @@ class FakeNotifier:
         return f"16000.{len(self.records)}"
 
     async def update(
-        self, request: StopRequest, outcome: Outcome, target: str, channel: str, ts: str, link_ts: str | None
+        self,
+        request: StopRequest,
+        outcome: Outcome,
+        target: str,
+        channel: str,
+        ts: str,
+        link_ts: str | None,
+        trail: list[AuditEntry] | None = None,
     ) -> str | None:
         return await self.post(request, outcome, target, channel, link_ts)
 
