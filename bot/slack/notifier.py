@@ -70,10 +70,7 @@ class SlackNotifier:
         self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
     ) -> str | None:
         """One outcome post; the incident post links to the channel post once that exists."""
-        permalink = None
-        if target == "incident" and link_ts and request.channel_id:
-            permalink = await self._permalink(request.channel_id, link_ts)
-        facts = facts_for(self.catalog, request.provider, request.account)
+        permalink, facts = await self._context(request, target, link_ts)
         return await self._call(
             "chat.postMessage",
             request,
@@ -112,10 +109,7 @@ class SlackNotifier:
 
     async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
         """The live record's first message: who is stopping what (the outcome replaces it)."""
-        permalink = None
-        if target == "incident" and link_ts and request.channel_id:
-            permalink = await self._permalink(request.channel_id, link_ts)
-        facts = facts_for(self.catalog, request.provider, request.account)
+        permalink, facts = await self._context(request, target, link_ts)
         return await self._call(
             "chat.postMessage",
             request,
@@ -137,10 +131,7 @@ class SlackNotifier:
     ) -> str | None:
         """The live record becomes the outcome, in place (chat.update); a record that is gone
         (deleted, or the channel unreachable for updates) gets a new message instead."""
-        permalink = None
-        if target == "incident" and link_ts and request.channel_id:
-            permalink = await self._permalink(request.channel_id, link_ts)
-        facts = facts_for(self.catalog, request.provider, request.account)
+        permalink, facts = await self._context(request, target, link_ts)
         message = outcome_message(request, outcome, facts, permalink=permalink)
         try:
             updated = await self._call(
@@ -169,6 +160,15 @@ class SlackNotifier:
         for 30 minutes; past that the card keeps its buttons, and a click is told the request ended)."""
         facts = facts_for(self.catalog, request.provider, request.account)
         await post_response(request.response_url, ended_card(request, facts), replace=True)
+
+    async def _context(
+        self, request: StopRequest, target: str, link_ts: str | None
+    ) -> tuple[str | None, ProviderFacts]:
+        """The link an incident post carries to the channel's message (once that exists), and the facts."""
+        permalink = None
+        if target == "incident" and link_ts and request.channel_id:
+            permalink = await self._permalink(request.channel_id, link_ts)
+        return permalink, facts_for(self.catalog, request.provider, request.account)
 
     async def _permalink(self, channel: str, ts: str) -> str:
         """The channel message's permalink from chat.getPermalink (built from auth.test's workspace
