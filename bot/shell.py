@@ -88,6 +88,7 @@ async def confirm_and_stop(
         say(f"Not allowed: {refusal.message}")
         return None
     if request.two_person:
+        await service.announce_request(request)
         say(
             "This account needs a second person to approve (two-person rule): approve it in Slack, "
             f"or have an approver the policy names as console:<their OS user> run `python -m bot approve {request.id}`."

@@ -109,7 +109,9 @@ class Lifecycle:
             expires_at=now + self.ttl,
         )
         request_id_var.set(request.id)
-        await self.store.create(request, defer=defer)
+        # A two-person request is public from the start: its live record waits for the approval.
+        owed = self.notifier.targets(request) if request.two_person else []
+        await self.store.create(request, defer=defer, deliveries=owed)
         return request
 
     async def load(self, request_id: str) -> StopRequest | None:

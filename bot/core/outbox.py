@@ -55,19 +55,29 @@ class Outbox:
 
     async def _post(self, delivery: OutboxPost, lease: str) -> bool:
         request = await self.store.get(delivery.request_id)
-        if request is None or (request.outcome is None and request.state is not RequestState.EXECUTING):
-            await self.store.delivery_failed(delivery, "the request or its outcome is gone", None, lease)
+        if request is None:
+            await self.store.delivery_failed(delivery, "the request is gone", None, lease)
+            return False
+        if request.outcome is None and request.state in (RequestState.CANCELLED, RequestState.EXPIRED):
+            if delivery.message_ts is None:  # never shown: nothing to end
+                await self.store.delivered(delivery, None, lease)
+                return True
+        elif request.outcome is None and request.state not in (RequestState.PENDING, RequestState.EXECUTING):
+            await self.store.delivery_failed(delivery, "the request has no outcome to post", None, lease)
             return False
         link_ts = None
         if delivery.target != "channel":
             link_ts = await self.store.sent_message_ts(delivery.request_id, "channel")
         # One live record per channel: "… is stopping …" while the stop runs, then the outcome in
         # place of it (or a new message when the outcome came before the record could be posted).
-        started = request.outcome is None
+        started = request.outcome is None and request.state in (RequestState.PENDING, RequestState.EXECUTING)
         try:
             async with asyncio.timeout(min(POST_CAP_SECONDS, self.lease_seconds * 0.75)):
                 if request.outcome is None:
-                    ts = await self.notifier.post_started(request, delivery.target, delivery.channel, link_ts)
+                    # Waiting for approval, being stopped, or ended without a stop (cancelled, declined, expired).
+                    ts = await self.notifier.post_record(
+                        request, delivery.target, delivery.channel, link_ts, delivery.message_ts
+                    )
                 elif delivery.message_ts:
                     trail = await self.store.audit(request.id)
                     ts = await self.notifier.update(

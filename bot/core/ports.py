@@ -143,7 +143,9 @@ class OutboxPost:
 class Store(Protocol):
     """Stop requests, their one-winner transitions, the audit log and the outbox."""
 
-    async def create(self, request: StopRequest, *, defer: bool = False) -> None:
+    async def create(
+        self, request: StopRequest, *, defer: bool = False, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """Store a new pending request. With `defer` the write happens in the background
         (`saved` tells whether it succeeded); reads of that request wait for it."""
 
@@ -278,8 +280,11 @@ class Notifier(Protocol):
     async def card_ended(self, request: StopRequest) -> None:
         """Show the request's card as ended (expired, or stopped from another front end), buttons gone."""
 
-    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
-        """The live record's first message ("… is stopping …"); returns its ts, raises `DeliveryError`."""
+    async def post_record(
+        self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
+    ) -> str | None:
+        """The live record as the request stands (waiting for approval, "… is stopping …", or ended
+        without a stop): posted, or with `ts` updated in place; returns its ts, raises `DeliveryError`."""
 
     async def update(
         self,
@@ -311,7 +316,9 @@ class NullNotifier:
     async def card_ended(self, request: StopRequest) -> None:
         """Do nothing."""
 
-    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+    async def post_record(
+        self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
+    ) -> str | None:
         """Never called (no targets)."""
         return None
 

@@ -168,6 +168,11 @@ class StopService:
         pending = await self._store.pending_for_campaign(request.provider, request.account, request.campaign_id)
         return [other for other in pending if other.id != request.id]
 
+    async def announce_request(self, request: StopRequest) -> None:
+        """Post what a new request owes now (a two-person request's live record), once it is stored."""
+        if request.two_person and await self._store.saved(request.id):
+            await self._post_record(request.id)
+
     async def saved(self, request_id: str) -> bool:
         """True once a request written in the background is stored (False: the write failed)."""
         return await self._store.saved(request_id)

@@ -257,6 +257,24 @@ def dashboard_link(facts: ProviderFacts, campaign_id: str) -> str | None:
     return f"<{url}|Open in {escape(facts.display_name)}>"
 
 
+def record_waiting(request: StopRequest, facts: ProviderFacts, *, permalink: str | None = None) -> Message:
+    """A two-person request's live record until an approver acts (then "… is stopping …")."""
+    provider = facts.display_name
+    reason = f": {escape(clip(request.reason, 300))}" if request.reason else ""
+    line = (
+        f":raised_hand: {user(request.requester.id)} asks to stop {escape(provider)} campaign "
+        f"`{escape(request.campaign_id)}` ({escape(request.account)}){reason}. Waiting for approval "
+        f"(two-person rule) until {slack_date(request)}."
+    )
+    notes = [f"<{permalink}|Message in the channel>"] if permalink else []
+    link = dashboard_link(facts, request.campaign_id)
+    if link:
+        notes.append(link)
+    notes.append(f"request `{request.id}`")
+    text = f"{plain_who(request.requester)} asks to stop {provider} campaign {request.campaign_id}: awaiting approval"
+    return _message([section(line), context(*notes)], escape(clip(text, 2000)))
+
+
 def record_started(request: StopRequest, facts: ProviderFacts, *, permalink: str | None = None) -> Message:
     """The live record while the stop runs: who is stopping what, and why (the outcome replaces it)."""
     provider = facts.display_name

@@ -13,11 +13,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.core.models import AuditEntry, Outcome, ProviderFacts, StopRequest
+from bot.core.models import AuditEntry, Outcome, ProviderFacts, RequestState, StopRequest
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.core.render import trail_lines
 from bot.metrics import SLACK_ERRORS
-from bot.slack.blocks import clip, ended_card, escape, outcome_message, record_started, user
+from bot.slack.blocks import clip, ended_card, escape, outcome_message, record_started, record_waiting, user
 from bot.slack.responder import post_response, retry_after
 
 log = logging.getLogger(__name__)
@@ -107,17 +107,31 @@ class SlackNotifier:
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None
 
-    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
-        """The live record's first message: who is stopping what (the outcome replaces it)."""
+    async def post_record(
+        self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
+    ) -> str | None:
+        """The live record as the request stands: waiting for approval, being stopped, or ended
+        without a stop; a new message, or with `ts` the same one updated in place."""
         permalink, facts = await self._context(request, target, link_ts)
-        return await self._call(
-            "chat.postMessage",
-            request,
-            target,
-            lambda: self.client.chat_postMessage(
-                channel=channel, unfurl_links=False, **record_started(request, facts, permalink=permalink)
-            ),
-        )
+        if request.state is RequestState.PENDING:
+            message = record_waiting(request, facts, permalink=permalink)
+        elif request.state is RequestState.EXECUTING:
+            message = record_started(request, facts, permalink=permalink)
+        else:
+            message = ended_card(request, facts)
+        if ts is None:
+            return await self._call(
+                "chat.postMessage", request, target,
+                lambda: self.client.chat_postMessage(channel=channel, unfurl_links=False, **message),
+            )
+        try:
+            return await self._call(
+                "chat.update", request, target, lambda: self.client.chat_update(channel=channel, ts=ts, **message)
+            )
+        except DeliveryError as exc:
+            if exc.reason not in ("message_not_found", "cant_update_message", "edit_window_closed"):
+                raise
+        return await self.post_record(request, target, channel, link_ts)
 
     async def update(
         self,

@@ -39,6 +39,8 @@ from bot.store.schema import audit_log, group_members, outbox, stop_attempts, st
 
 log = logging.getLogger(__name__)
 
+ENDED_STATES = (RequestState.DONE.value, RequestState.CANCELLED.value, RequestState.EXPIRED.value)
+"""A live record of a request in one of these states is owed its last update."""
 PENDING_INSERT_WAIT = 5.0
 """How long a read waits for this process's own deferred inserts before answering without them."""
 
@@ -224,17 +226,20 @@ class Store:
 
     # ----- writing ----------------------------------------------------------------------------
 
-    async def create(self, request: StopRequest, *, defer: bool = False) -> None:
-        """Store a new pending request and its first audit line.
+    async def create(
+        self, request: StopRequest, *, defer: bool = False, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Store a new pending request and its first audit line (and, for a two-person request,
+        the live record's posts it owes from now on).
 
         With `defer` the write runs in the background and this returns at once (a Slack ack need
         not wait for the database); `saved` tells whether it succeeded, and reads of the request
         in this process wait for it.
         """
         if not defer:
-            await self._insert(request)
+            await self._insert(request, deliveries)
             return
-        task = asyncio.create_task(self._insert(request), name=f"insert-{request.id}")
+        task = asyncio.create_task(self._insert(request, deliveries), name=f"insert-{request.id}")
         self._inserting[request.id] = task
         task.add_done_callback(lambda done: self._inserted(request.id, done))
 
@@ -254,7 +259,7 @@ class Store:
             return False
         return True
 
-    async def _insert(self, request: StopRequest) -> None:
+    async def _insert(self, request: StopRequest, deliveries: Sequence[tuple[str, str]] = ()) -> None:
         async with self._writing() as conn:
             await conn.execute(
                 insert(stop_requests).values(
@@ -291,6 +296,14 @@ class Store:
                     "two_person": request.two_person,
                 },
             )
+            now = request.created_at
+            for target, channel in deliveries:
+                await conn.execute(
+                    insert(outbox).values(
+                        request_id=request.id, target=target, channel=channel, state="pending", attempts=0,
+                        next_attempt_at=now, created_at=now, updated_at=now,
+                    )
+                )
 
     async def transition(
         self,
@@ -307,6 +320,7 @@ class Store:
         detail: dict[str, Any] | None = None,
         deliveries: Sequence[tuple[str, str]] = (),
         stamp: str | None = None,
+        wake_posts: bool = False,
     ) -> bool:
         """Move a request from one of `from_states` to `to_state`; True only for the one winner.
 
@@ -336,7 +350,7 @@ class Store:
             from_state = sources[0] if len(sources) == 1 else None
             await _append(conn, request_id, event_name, from_state, to_state, actor, detail or {})
             existing = set()
-            if deliveries:
+            if deliveries or wake_posts:
                 owed = select(outbox.c.target).where(outbox.c.request_id == request_id)
                 existing = {row[0] for row in (await conn.execute(owed)).all()}
                 # A live record posted at the click is now owed its update.
@@ -389,6 +403,7 @@ class Store:
             event_name="cancelled",
             actor=actor,
             values={"ended_by_json": _actor_json(actor), "end_reason": reason},
+            wake_posts=True,  # a two-person request's live record says it ended
         )
 
     async def expire(self, request_id: str, now: datetime | None = None) -> bool:
@@ -401,6 +416,7 @@ class Store:
             actor=None,
             values={"end_reason": "the confirmation expired before anyone pressed Stop"},
             expired_at=now or utcnow(),
+            wake_posts=True,
         )
 
     async def finish(self, request_id: str, outcome: Outcome, deliveries: Sequence[tuple[str, str]] = ()) -> bool:
@@ -583,7 +599,7 @@ class Store:
         while its first message was being posted) is made due here, so it is never stuck."""
         if request_id is None:  # the periodic pass heals; a request's own pass is on the stop's path
             async with self._writing() as conn:
-                done = select(stop_requests.c.id).where(stop_requests.c.state == RequestState.DONE.value)
+                done = select(stop_requests.c.id).where(stop_requests.c.state.in_(ENDED_STATES))
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.state == "started")
@@ -636,8 +652,7 @@ class Store:
         if started:
             done = (
                 select(stop_requests.c.state).where(stop_requests.c.id == delivery.request_id).scalar_subquery()
-                == RequestState.DONE.value
-            )
+            ).in_(ENDED_STATES)
             state: Any = case((done, "pending"), else_="started")
         else:
             state = "sent"

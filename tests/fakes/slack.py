@@ -106,8 +106,10 @@ class FakeSlack:
                 and c.body.get("thread_ts") == ts and c.ts is not None]
 
     def outcomes(self) -> list[SlackCall]:
-        """Messages that read as an outcome now (not a live record still saying "is stopping")."""
-        return [m for m in self.messages() if " is stopping " not in json.dumps(m.body, ensure_ascii=False)]
+        """Messages that read as an outcome now (not a live record still saying "is stopping" or
+        waiting for approval)."""
+        records = (" is stopping ", "Waiting for approval (two-person rule) until")
+        return [m for m in self.messages() if not any(r in json.dumps(m.body, ensure_ascii=False) for r in records)]
 
     async def wait_for_outcomes(self, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
         """Wait until `count` messages read as outcomes (posted, or live records updated in place)."""

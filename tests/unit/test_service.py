@@ -131,7 +131,9 @@ class FakeNotifier:
     async def card_ended(self, request: StopRequest) -> None:
         self.posts.append((request.id, "expired", request.channel_id or ""))
 
-    async def post_started(self, request: StopRequest, target: str, channel: str, link_ts: str | None) -> str | None:
+    async def post_record(
+        self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
+    ) -> str | None:
         if self.failures:
             raise self.failures.pop(0)
         self.records.append((request.id, target, channel))

@@ -107,6 +107,7 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps, c
     deps.tasks.spawn(_note_others_pending(request, deps), name=f"others-{request.id}")
     if request.two_person:
         deps.tasks.spawn(send_to_approvers(request, card, client, deps), name=f"approvers-{request.id}")
+        deps.tasks.spawn(service.announce_request(request), name=f"record-{request.id}")
     if facts.has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task

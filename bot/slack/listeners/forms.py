@@ -151,6 +151,7 @@ async def post_card(request: StopRequest, deps: SlackDeps) -> None:
     card = blocks.confirmation_card(request, facts, preview, service.approvers(request))
     if not await post_response(request.response_url, card, replace=False, ephemeral=not request.two_person):
         log.warning("the card of a form's request could not be posted", extra={"request_id": request.id})
+    await service.announce_request(request)
 
 
 def _metadata_channel(view: dict[str, Any]) -> str | None:
