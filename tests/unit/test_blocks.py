@@ -170,3 +170,25 @@ def test_only_approval_cards_can_be_declined_and_a_declined_card_says_why() -> N
     check_limits(card)
     assert "Stop declined" in str(card) and "<@U0BOB>" in str(card)
     assert "<!here>" not in str(card)  # the comment is untrusted text
+
+
+def test_every_message_passes_slack_sdk_model_validation() -> None:
+    from slack_sdk.models.blocks import Block
+
+    two = request(two_person=True)
+    done = request(state=RequestState.DONE, outcome=outcome(status=OutcomeStatus.UNKNOWN))
+    messages = [
+        blocks.confirmation_card(request(), FACTS, None),
+        blocks.confirmation_card(two, FACTS, Preview(None, "no preview"), "<!subteam^S0LEADS>"),
+        blocks.stopping_card(request(confirmed_by=Actor(id="U0BOB")), FACTS),
+        blocks.record_waiting(two, FACTS, permalink="https://fake.slack.com/archives/C0/p1"),
+        blocks.record_started(request(confirmed_by=Actor(id="U0BOB")), FACTS),
+        blocks.outcome_message(done, outcome(status=OutcomeStatus.UNKNOWN), FACTS),
+        blocks.ended_card(request(state=RequestState.EXPIRED), FACTS),
+    ]
+    for message in messages:
+        check_limits(message)
+        for raw in message["blocks"]:
+            parsed = Block.parse(raw)
+            assert parsed is not None, raw
+            parsed.validate_json()  # raises SlackObjectFormationError past a limit
