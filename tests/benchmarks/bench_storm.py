@@ -3,7 +3,8 @@
 The sandbox (this process) enforces each provider's real limits (`bot.sandbox.base.real_limits`:
 CleverTap's published 3/s and 3 in flight, the other adapters' declared figures) and counts
 the 429s it answers. The app is ``python -m bot serve``, one default account per provider,
-``INCIDENT_CHANNEL`` unset, so each outcome is exactly one ``chat.postMessage`` at the fake Slack.
+``INCIDENT_CHANNEL`` unset, so each outcome is exactly one message at the fake Slack (its live record,
+updated in place with the outcome).
 
 Phases: create the campaigns (Python, on the simulators) → one command per campaign (cards;
 the previews of Sonarly, WWT and Altcraft run and settle, not timed) → every Stop click sent at
@@ -135,7 +136,7 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
     total = n * len(PROVIDERS)
     print(f"\n=== Storm: {total} requests confirmed at once ({n} per provider) under the real limits ===")
     processes = Processes()
-    slack, slack_server, arrivals = await start_fake_slack()
+    slack, slack_server, _arrivals = await start_fake_slack()
     box, box_server = await start_sandbox()
     ids = {provider: campaign_ids(provider, n) for provider in PROVIDERS}
     for provider in PROVIDERS:
@@ -167,9 +168,10 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
                 acks = await _clicks(http, app.url, request_ids, slack.response_url)
                 expected = before_posts + total
                 bound = 3 * max(minimum_seconds(n * 3, real_limits(p).rate_per_second or 1) for p in PROVIDERS) + 60
+                # Each channel's live record is posted at the click and becomes the outcome in place
+                # (chat.update): the storm ends when the last message reads as an outcome.
                 await slack.wait_for_outcomes(expected, timeout=bound)
-            post_times = sorted(arrivals.after(started, "/api/chat.postMessage"))
-            finished = post_times[total - 1] if len(post_times) >= total else time.monotonic()
+                finished = time.monotonic()
             await _idle(box)
             rss_after = app.rss_mb()
             rss_peak = _peak_rss(app.pid)
@@ -187,7 +189,7 @@ async def run(config: StormConfig) -> tuple[list[Target], StormFigures]:
     for text, count in refused.most_common(3):
         note(f"  {count} x {text!r}")
     targets = _report(
-        config, box, ids, request_ids, posts, acks, started, finished, before_calls, before_429, post_times
+        config, box, ids, request_ids, posts, acks, started, finished, before_calls, before_429
     )
     return targets, StormFigures(startup, rss_idle, rss_after, rss_peak)
 
@@ -293,14 +295,13 @@ def _report(
     finished: float,
     before_calls: dict[str, int],
     before_429: dict[str, dict[str, int]],
-    post_times: list[float],
 ) -> list[Target]:
     n = config.per_provider
     total = n * len(PROVIDERS)
     owner = {rid: provider for provider, by_id in request_ids.items() for rid in by_id}
     figures = {provider: _Provider() for provider in PROVIDERS}
     seen: Counter[str] = Counter()
-    for index, post in enumerate(posts):
+    for post in posts:
         body = post.body
         match = REQUEST_ID.search(json.dumps(body))
         provider = owner.get(match.group(1)) if match else None
@@ -312,8 +313,7 @@ def _report(
         figures[provider].statuses[status.value if status else "?"] += 1
         if status is None or not status.campaign_is_halted:
             figures[provider].details[_detail(body)] += 1
-        if index < len(post_times):
-            figures[provider].last_outcome = max(figures[provider].last_outcome, post_times[index] - started)
+        figures[provider].last_outcome = max(figures[provider].last_outcome, post.at - started)
     for provider in PROVIDERS:
         sim = box[provider]
         for call in sim.calls[before_calls[provider] :]:
@@ -383,7 +383,7 @@ def _report(
             ["total / minimum (app's calls)", f"{elapsed / min_app:.3f}" if min_app else "n/a"],
             ["429s answered during the storm", sum(f.rejected for f in figures.values())],
             ["429s answered in the whole run (previews included)", all_429],
-            ["outcomes posted (chat.postMessage)", len(posts)],
+            ["outcomes posted (one message each, updated in place)", len(posts)],
             ["requests whose outcome was posted exactly once", f"{posted_once}/{total}"],
             [
                 "click acks p50 / p99 / max (ms)",

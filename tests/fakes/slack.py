@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,6 +34,8 @@ class SlackCall:
     path: str = ""
     ts: str | None = None
     """The ts the fake gave a chat.postMessage."""
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (monotonic clock)."""
 
 
 @dataclass
