@@ -717,6 +717,10 @@ class Store:
 
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""
+        # The preview may come back before this process's deferred insert of the request has
+        # committed (a busy database): its audit line must not race the row it points to.
+        if not await self.saved(request_id):
+            return
         async with self._writing() as conn:
             await conn.execute(
                 update(stop_requests)

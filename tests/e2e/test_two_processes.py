@@ -94,4 +94,4 @@ async def test_concurrent_clicks_on_two_processes_stop_each_campaign_once(
     assert len(fake_slack.outcomes()) == REQUESTS
     for process in two_processes:
         tracebacks = [line for line in process.log.splitlines() if "Traceback" in line]
-        assert not tracebacks, tracebacks
+        assert not tracebacks, "\n\n".join(line[-2500:] for line in tracebacks)

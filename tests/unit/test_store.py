@@ -136,3 +136,21 @@ def command_upgrade_to(conn: Any, revision: str) -> None:
 
 def test_the_known_head_matches_the_migration_scripts() -> None:
     assert script_head() == head_revision()
+
+
+async def test_a_preview_stored_before_the_deferred_insert_committed_waits_for_it(store: Store) -> None:
+    """The preview can come back before this process's deferred insert of its request has been
+    written (a busy database): it is kept, after the row it belongs to, never lost to a
+    foreign-key error."""
+    from bot.core.models import CampaignInfo
+
+    now = utcnow()
+    request = StopRequest(
+        id="deferred", provider="clevertap", account="default", campaign_id="1", requester=ALICE,
+        created_at=now, expires_at=now + timedelta(minutes=10),
+    )
+    await store.create(request, defer=True)  # the insert is only scheduled
+    await store.set_preview(request.id, CampaignInfo(name="Diwali push", state="running"))
+    stored = await store.get(request.id)
+    assert stored is not None and stored.preview is not None and stored.preview.name == "Diwali push"
+    assert [e.event for e in await store.audit(request.id)] == ["created", "preview"]
