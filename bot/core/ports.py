@@ -214,8 +214,11 @@ class Store(Protocol):
     async def audit(self, request_id: str) -> list[AuditEntry]:
         """One request's audit trail, oldest first."""
 
-    async def revise_outcome(self, request_id: str, outcome: Outcome, actor: Actor) -> bool:
-        """Replace a done request's outcome ("Check again") and make its posts due again."""
+    async def revise_outcome(
+        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, announce: bool = True
+    ) -> bool:
+        """Replace a done request's outcome ("Check again") if it is still `previous`; with
+        `announce`, make its posts due again."""
 
     async def pending_requests(self, limit: int = 50) -> list[StopRequest]:
         """Requests waiting for a confirmation (not yet expired), newest first."""

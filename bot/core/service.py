@@ -15,7 +15,16 @@ from datetime import timedelta
 from bot.core.context import request_id_var
 from bot.core.execution import Execution, Interrupted
 from bot.core.lifecycle import Lifecycle
-from bot.core.models import Actor, AuditEntry, ProviderFacts, ProviderHealth, ProviderKind, RequestState, StopRequest
+from bot.core.models import (
+    Actor,
+    AuditEntry,
+    ProviderFacts,
+    ProviderHealth,
+    ProviderKind,
+    RequestState,
+    StopRequest,
+    utcnow,
+)
 from bot.core.outbox import Outbox
 from bot.core.parsing import Command, StopCommand, find_target, form_command, parse_command
 from bot.core.policy import Policy, PolicyRefusal, mentions
@@ -257,8 +266,18 @@ class StopService:
         if adapter is None:
             return ClickResult(request, refusal="This account is no longer configured.")
         request_id_var.set(request_id)
-        outcome = await check_again(request, adapter, self._store)
-        if not await self._store.revise_outcome(request_id, outcome, actor):
+        previous = request.outcome
+        # Claim the check first (compare-and-set on the outcome): of two clicks, in one process or
+        # two, only one reads or re-sends.
+        checking = previous.model_copy(update={"finished_at": utcnow()})
+        if not await self._store.revise_outcome(request_id, checking, actor, previous=previous, announce=False):
+            return ClickResult(request, refusal="Someone is already checking this stop again.")
+        try:
+            outcome = await check_again(request, adapter, self._store)
+        except Exception:
+            log.exception("check again failed", extra={"request_id": request_id})
+            outcome = previous
+        if not await self._store.revise_outcome(request_id, outcome, actor, previous=checking):
             return ClickResult(request, refusal="The request changed meanwhile; try again.")
         await self.outbox.deliver(request_id)
         revised = request.model_copy(update={"outcome": outcome})

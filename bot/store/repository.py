@@ -438,21 +438,27 @@ class Store:
             deliveries=deliveries,
         )
 
-    async def revise_outcome(self, request_id: str, outcome: Outcome, actor: Actor) -> bool:
-        """Replace a done request's outcome ("Check again"), and make its posts due again so the
-        live records are updated in place with it."""
+    async def revise_outcome(
+        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, announce: bool = True
+    ) -> bool:
+        """Replace a done request's outcome ("Check again") if it is still `previous` (one winner
+        among concurrent clicks); with `announce`, its posts are due again so the live records
+        are updated in place with it."""
         async with self._writing() as conn:
             now = await self._now(conn)
             result = await conn.execute(
                 update(stop_requests)
                 .where(stop_requests.c.id == request_id)
                 .where(stop_requests.c.state == RequestState.DONE.value)
+                .where(stop_requests.c.outcome_json == previous.model_dump_json())
                 .values(outcome_json=outcome.model_dump_json(), updated_at=now)
             )
             if result.rowcount != 1:
                 return False
-            await _append(conn, request_id, "checked_again", None, None, actor,
+            await _append(conn, request_id, "checked_again" if announce else "checking_again", None, None, actor,
                           {"status": outcome.status.value, "detail": outcome.detail})
+            if not announce:
+                return True
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.request_id == request_id)

@@ -508,7 +508,10 @@ async def test_check_again_settles_an_open_outcome_and_updates_the_records_in_pl
     updates = len(app.slack.of("chat.update"))
 
     simulator.faults.clear()  # the provider is back; CleverTap has no state read, its stop is repeat-safe
-    await app.click(CHECK_AGAIN_ACTION, request_id, user=OTHER)
+    stops_before = len(simulator.calls_to("/1/targets/stop.json", "POST"))
+    await asyncio.gather(  # a double click: one check, one stop sent again, never two
+        app.click(CHECK_AGAIN_ACTION, request_id, user=OTHER), app.click(CHECK_AGAIN_ACTION, request_id)
+    )
     await app.slack.wait_for("chat.update", updates + 2)
     await app.runtime.tasks.wait_idle()
     stored = await app.runtime.store.get(request_id)
@@ -519,8 +522,9 @@ async def test_check_again_settles_an_open_outcome_and_updates_the_records_in_pl
     for message in messages:
         assert "stopped" in message_text(message.body) and "recheck" not in blocks_ids(message.body)
     assert simulator.campaigns[RUNNING].state == "stopped"
+    assert len(simulator.calls_to("/1/targets/stop.json", "POST")) == stops_before + 1
     events = [e.event for e in await app.runtime.store.audit(request_id)]
-    assert "checked_again" in events
+    assert events.count("checked_again") == 1 and events.count("checking_again") == 1
 
     # A final outcome offers nothing to check again.
     await app.click(CHECK_AGAIN_ACTION, request_id)
