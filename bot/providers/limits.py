@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from bot.metrics import LIMITER_FALLBACKS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SLOT_LEASE_SECONDS = 10.0
 """A slot's lease on Redis; its holder renews it every third of that, so only a slot held by a
@@ -145,6 +146,31 @@ class LocalLimiter:
         self._in_flight.release()
 
 
+class HeldByTask(Generic[T]):
+    """What each task has acquired and not yet released, last first (one limiter serves many
+    concurrent stops, and each must release what it took itself)."""
+
+    def __init__(self) -> None:
+        self._held: dict[asyncio.Task[Any] | None, list[T]] = {}
+
+    def push(self, item: T) -> None:
+        """Record what the current task acquired."""
+        self._held.setdefault(asyncio.current_task(), []).append(item)
+
+    def all(self) -> list[T]:
+        """Everything held now, by any task."""
+        return [item for items in self._held.values() for item in items]
+
+    def pop(self) -> T:
+        """What the current task acquired last."""
+        task = asyncio.current_task()
+        held = self._held[task]
+        item = held.pop()
+        if not held:
+            del self._held[task]
+        return item
+
+
 class RedisLimiter:
     """Limits shared by every process using the same Redis."""
 
@@ -166,7 +192,7 @@ class RedisLimiter:
         self._rate = _RateWindow(storage, key, rate_per_second)
         self._spacing = _RedisSpacing(redis, f"{prefix}:spacing:{key}", SPACING / rate_per_second)
         self._slot_lease = slot_lease
-        self._held: dict[asyncio.Task[Any] | None, list[_Slot]] = {}
+        self._held: HeldByTask[_Slot] = HeldByTask()
 
     async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         """Take a shared slot and a place in the shared window; `ready` runs before the spacing gate."""
@@ -179,7 +205,7 @@ class RedisLimiter:
         except BaseException:
             await slot.release()
             raise
-        self._held.setdefault(asyncio.current_task(), []).append(slot)
+        self._held.push(slot)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -187,12 +213,7 @@ class RedisLimiter:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        task = asyncio.current_task()
-        held = self._held[task]
-        slot = held.pop()
-        if not held:
-            del self._held[task]
-        await slot.release()
+        await self._held.pop().release()
 
     async def _take_slot(self) -> _Slot:
         slots = list(range(self.max_in_flight))
@@ -273,7 +294,7 @@ class SharedLimiter:
         self._shared = shared
         self._local = local
         self._outage = outage
-        self._held: dict[asyncio.Task[Any] | None, list[AccountLimiter]] = {}
+        self._held: HeldByTask[AccountLimiter] = HeldByTask()
 
     async def acquire(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         """Redis's limits, else (Redis failed) this process's own; `ready` runs once, when admitted."""
@@ -297,7 +318,7 @@ class SharedLimiter:
         if used is self._local:
             LIMITER_FALLBACKS.inc()
             await self._local.acquire(once)
-        self._held.setdefault(asyncio.current_task(), []).append(used)
+        self._held.push(used)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -305,12 +326,7 @@ class SharedLimiter:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        task = asyncio.current_task()
-        held = self._held[task]
-        used = held.pop()
-        if not held:
-            del self._held[task]
-        await used.__aexit__(exc_type, exc, tb)
+        await self._held.pop().__aexit__(exc_type, exc, tb)
 
 
 class LimiterFactory:

@@ -146,9 +146,8 @@ async def test_a_held_redis_slot_is_renewed_and_a_dead_holder_s_slot_expires(red
             async with asyncio.timeout(lease * 3):
                 await other.acquire()
         # The holder dies: its renewal stops, nothing releases the slot.
-        for slots in holder._held.values():
-            for slot in slots:
-                slot._keeper.cancel()
+        for slot in holder._held.all():
+            slot._keeper.cancel()
         async with asyncio.timeout(lease * 4):
             await other.acquire()
         await other.__aexit__(None, None, None)
