@@ -604,14 +604,18 @@ class Store:
         A live record left ``started`` although its request is done (its outcome was stored
         while its first message was being posted) is made due here, so it is never stuck."""
         if request_id is None:  # the periodic pass heals; a request's own pass is on the stop's path
-            async with self._writing() as conn:
-                done = select(stop_requests.c.id).where(stop_requests.c.state.in_(ENDED_STATES))
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.state == "started")
-                    .where(outbox.c.request_id.in_(done))
-                    .values(state="pending", next_attempt_at=await self._now(conn))
-                )
+            ended = select(stop_requests.c.id).where(stop_requests.c.state.in_(ENDED_STATES))
+            stuck_query = select(outbox.c.id).where(outbox.c.state == "started").where(outbox.c.request_id.in_(ended))
+            async with self.engine.connect() as conn:
+                stuck = [row[0] for row in (await conn.execute(stuck_query)).all()]
+            if stuck:  # rare: a write only when there is something to heal
+                async with self._writing() as conn:
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(stuck))
+                        .where(outbox.c.state == "started")
+                        .values(state="pending", next_attempt_at=await self._now(conn))
+                    )
         async with self.engine.connect() as conn:
             now = await self._now(conn)
             query = (

@@ -154,3 +154,22 @@ async def test_a_preview_stored_before_the_deferred_insert_committed_waits_for_i
     stored = await store.get(request.id)
     assert stored is not None and stored.preview is not None and stored.preview.name == "Diwali push"
     assert [e.event for e in await store.audit(request.id)] == ["created", "preview"]
+
+
+async def test_a_live_record_left_started_after_its_outcome_is_made_due_again(store: Store) -> None:
+    """The outcome can be stored while the record's first message is being posted (its flip of
+    "started" rows sees none yet); the next outbox pass makes the record due for its update."""
+    from sqlalchemy import update
+
+    from bot.store.schema import stop_requests
+
+    request = await new_request(store, "record")
+    assert await store.claim_for_execution(request.id, ALICE, deliveries=[("channel", "C0")])
+    [post] = await store.due_deliveries(request.id)
+    lease = await store.claim_delivery(post.id, 30)
+    assert await store.delivered(post, "1700.1", lease, started=True)
+    assert await store.due_deliveries() == []  # started: waiting for the outcome
+    async with store.engine.begin() as conn:  # the outcome landed without seeing the started row
+        await conn.execute(update(stop_requests).where(stop_requests.c.id == request.id).values(state="done"))
+    [due] = await store.due_deliveries()
+    assert due.id == post.id and due.message_ts == "1700.1"
