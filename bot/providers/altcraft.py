@@ -29,8 +29,9 @@ from typing import Any, ClassVar
 from pydantic import SecretStr, field_validator
 
 from bot.core.models import CampaignInfo, CampaignPhase, OutcomeStatus
+from bot.providers.accounts import AccountSettings
 from bot.providers.auth import Auth, BodyToken
-from bot.providers.base import AccountSettings, ProviderAdapter, StopBody
+from bot.providers.base import ProviderAdapter, StopBody
 from bot.providers.verdicts import Read, Reads
 from bot.providers.wire import Call, Reply, flag_field, int_field, text_field
 

@@ -1,28 +1,27 @@
-"""What every provider adapter shares: its declared facts, the HTTP plumbing, and the generic judge.
+"""What every provider adapter shares: its declared facts, the generic judge, and the engine's wire.
 
 An adapter *declares* its provider as class attributes (names and aliases, id format, limits,
 whether a repeated stop is safe, what stopping means, which reads exist, the HTTP → outcome and
 body-code → outcome tables, the status → phase table, a dashboard URL) and writes code only where
 its wire format needs it: the stop call, the read call, and reading a body (`stop_body`,
-`campaign_of`). This base does the rest: the limiter, the time budget, bodies read up to a cap,
-auth, the verdict built from the tables, and the outcome (scrubbed of secrets, bounded in size).
-The stop itself is `bot.providers.engine`'s, the same for every provider.
+`campaign_of`). This base does the rest: auth, the verdict built from the tables, and the
+outcome (scrubbed of secrets, bounded in size); each call goes through the account's
+`ProviderChannel` (limiter, timeouts, body cap). The stop itself is `bot.providers.engine`'s,
+the same for every provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
+from pydantic import SecretStr
 
 from bot.core.models import (
     Attempt,
@@ -31,98 +30,28 @@ from bot.core.models import (
     Outcome,
     OutcomeStatus,
     ProviderFacts,
-    ProviderHealth,
     ProviderKind,
 )
 from bot.core.ports import AttemptLog, CampaignIdError, PreviewUnavailable
-from bot.metrics import PROVIDER_LATENCY
+from bot.providers.accounts import AccountSettings, positive_integer_id, token_id
 from bot.providers.auth import Auth, StaticHeaders
 from bot.providers.budget import Budget
+from bot.providers.channel import ProviderChannel
 from bot.providers.engine import Rules, Sending, run_stop
 from bot.providers.limits import AccountLimiter, LimiterFactory
 from bot.providers.verdicts import Kind, Read, Reads, Verdict
-from bot.providers.wire import MAX_BODY_BYTES, AuthRefused, Call, NoAnswer, NotSent, Reply, clip
+from bot.providers.wire import AuthRefused, Call, NoAnswer, NotSent, Reply, clip
 
 log = logging.getLogger(__name__)
 
 S = OutcomeStatus
-USER_AGENT = "stopcampaign/0.1 (+https://api.slack.com)"
-MAX_ID_DIGITS = 18
-"""Longest numeric campaign id accepted: stays inside a signed 64-bit integer."""
-MAX_TOKEN = 64
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Outcome texts are kept bounded: the audit log and every Slack message carry them.
 MAX_DETAIL = 1500
 MAX_MESSAGE = 500
 MAX_WORD = 200
 
 
-def _check_base_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises ValueError for a port that is not a number
-        httpx.URL(value)
-    except (ValueError, httpx.InvalidURL):
-        raise ValueError("must be an http(s) URL such as https://api.example.com") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise ValueError("must be an http(s) URL such as https://api.example.com")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("must not carry a query, a fragment or credentials")
-    if not value.isascii() or not value.isprintable():
-        raise ValueError("must be printable ASCII (encode international domain names as xn--…)")
-    return value.rstrip("/")
-
-
-def _check_dashboard_url(value: str) -> str:
-    if not value.startswith(("https://", "http://")) or not value.isascii() or not value.isprintable():
-        raise ValueError("must be an http(s) URL; {campaign_id} is replaced by the campaign's id")
-    return value
-
-
-BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
-"""An http(s) base URL without query or credentials, stored without a trailing slash."""
-DashboardUrl = Annotated[str, AfterValidator(_check_dashboard_url)]
-
-
-class AccountSettings(BaseModel):
-    """Base of every provider's account settings: strict, immutable, secrets as SecretStr."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    base_url: BaseUrl | None = None
-    dashboard_url: DashboardUrl | None = None
-    """The campaign's page in the provider's dashboard, overriding the adapter's template."""
-
-
 AccountT = TypeVar("AccountT", bound=AccountSettings)
-
-
-def positive_integer_id(raw: str, display_name: str, hint: str) -> str:
-    """A numeric campaign id typed by a user, normalized; raises `CampaignIdError` saying what is wrong."""
-    text = raw.strip() if isinstance(raw, str) else ""
-    if not text.isascii() or not text.isdigit():
-        raise CampaignIdError(f"{display_name} campaign ids are {hint}; got {clip(str(raw), 40)!r}.")
-    if len(text.lstrip("0")) > MAX_ID_DIGITS:
-        raise CampaignIdError(f"{display_name} campaign id {clip(text, 40)!r} is too long to be a campaign id.")
-    value = int(text)
-    if value <= 0:
-        raise CampaignIdError(f"{display_name} campaign ids are positive; got {text!r}.")
-    return str(value)
-
-
-def token_id(raw: str, display_name: str, hint: str) -> str:
-    """A URL-path-safe id (letters, digits, '_' and '-'), as typed: such ids are case-sensitive."""
-    text = raw.strip() if isinstance(raw, str) else ""
-    if len(text) > MAX_TOKEN:
-        raise CampaignIdError(f"{display_name} campaign id is too long ({len(text)} characters, at most {MAX_TOKEN}).")
-    if _TOKEN.fullmatch(text) is None:
-        raise CampaignIdError(f"{display_name} campaign ids are {hint}; got {clip(str(raw), 40)!r}.")
-    return text
-
-
-def is_token(value: str) -> bool:
-    """True for letters, digits, '_' and '-' only (1 to 64): safe in a URL path."""
-    return _TOKEN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -221,16 +150,12 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         self.account = account
         self.options = options or HttpOptions()
         limiters = self.options.limiters or LimiterFactory()
-        self.limiter: AccountLimiter = limiters(self.name, account_name, self.rate_per_second, self.max_in_flight)
+        limiter = limiters(self.name, account_name, self.rate_per_second, self.max_in_flight)
+        self.channel = ProviderChannel(self.name, self.base_url, limiter, self.options.transport)
+        self.limiter = limiter
+        self.health = self.channel.health
         self.auth: Auth = self.make_auth()
         self._methods: dict[str, str] = {}
-        self.health = ProviderHealth()
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=self.options.transport,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.account_name!r} host={self.api_host!r}>"
@@ -422,7 +347,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._client.aclose()
+        await self.channel.aclose()
 
     # ----- the engine's wire (see `bot.providers.engine.Wire`) ---------------------------------
 
@@ -604,98 +529,11 @@ class ProviderAdapter(ABC, Generic[AccountT]):
     ) -> Reply:
         """One authorized exchange; after a 401, renewed credentials and one repeat (a 401 changed nothing)."""
         prepared = await self.auth.prepare(call, budget)
-        reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
+        reply = await self.channel.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
         if reply.status == 401 and await self.auth.renew(prepared, budget):
             prepared = await self.auth.prepare(call, budget)
-            reply = await self.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
+            reply = await self.channel.send(prepared, budget, reserve=reserve, timeout=timeout, sending=sending)
         return reply
-
-    async def send(
-        self,
-        call: Call,
-        budget: Budget,
-        *,
-        reserve: float = 0.0,
-        timeout: float | None = None,
-        sending: Sending | None = None,
-    ) -> Reply:
-        """One HTTP exchange under the account's limiter; raises `NotSent` or `NoAnswer`.
-
-        The call's timeout is taken after the limiter let it through, so queueing never eats it;
-        `sending` is awaited there too, right before the call leaves.
-        """
-        queued_since = time.monotonic()
-        # `sending` (recording the attempt) runs once the limiter admitted the call, before its
-        # last spacing gate, so it adds no jitter between the gate and the provider.
-        await self.limiter.acquire(sending)
-        try:
-            budget.queued += time.monotonic() - queued_since
-            seconds = budget.call_timeout(reserve)
-            if timeout is not None:
-                seconds = min(seconds, timeout)
-            started = time.monotonic()
-            try:
-                # httpx's read timeout is per chunk: a body trickling in must not outlive the call.
-                async with asyncio.timeout(seconds + 0.5):
-                    return await self._http(call, seconds)
-            except TimeoutError:
-                raise NoAnswer("no answer in time") from None
-            finally:
-                PROVIDER_LATENCY.labels(self.name, call.method).observe(time.monotonic() - started)
-        finally:
-            await self.limiter.__aexit__(None, None, None)
-
-    async def _http(self, call: Call, seconds: float) -> Reply:
-        try:
-            reply = await self._http_once(call, seconds)
-        except (NotSent, NoAnswer) as exc:
-            self.health.failed(str(exc))
-            raise
-        self.health.answered(reply.status)
-        return reply
-
-    async def _http_once(self, call: Call, seconds: float) -> Reply:
-        try:
-            request = self._client.build_request(
-                call.method,
-                call.path,
-                json=call.json,
-                headers=dict(call.headers),
-                timeout=httpx.Timeout(seconds, connect=min(3.0, seconds)),
-            )
-        except (UnicodeError, ValueError, httpx.HTTPError) as exc:
-            raise NotSent(f"the request could not be built ({type(exc).__name__})") from None
-        try:
-            response = await self._client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
-            raise NotSent(describe_http_error(exc)) from None
-        except httpx.HTTPError as exc:
-            raise NoAnswer(describe_http_error(exc)) from None
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    break
-        except httpx.HTTPError as exc:
-            raise NoAnswer(describe_http_error(exc)) from None
-        finally:
-            await response.aclose()
-        raw = b"".join(chunks)
-        return Reply.of(response.status_code, raw[:MAX_BODY_BYTES], response.headers, truncated=size > MAX_BODY_BYTES)
-
-
-def describe_http_error(exc: httpx.HTTPError) -> str:
-    """A plain sentence for a transport error, without URLs that could carry secrets."""
-    kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no answer in time ({kind})"
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    return f"connection failed ({kind})"
-
 
 def bounded_info(info: CampaignInfo) -> CampaignInfo:
     """A campaign description with every text clipped and at most 20 extra figures."""

@@ -12,8 +12,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core.models import OutcomeStatus
+from bot.providers.accounts import AccountSettings
 from bot.providers.auth import Auth, StaticHeaders
-from bot.providers.base import AccountSettings, ProviderAdapter, StopBody
+from bot.providers.base import ProviderAdapter, StopBody
 from bot.providers.wire import Call, Reply, int_field, text_field
 
 S = OutcomeStatus

@@ -15,8 +15,9 @@ import httpx
 
 from bot.core.models import ProviderHealth, ProviderKind
 from bot.core.ports import CampaignIdError
+from bot.providers.accounts import AccountSettings
 from bot.providers.altcraft import AltcraftAdapter
-from bot.providers.base import AccountSettings, HttpOptions, ProviderAdapter
+from bot.providers.base import HttpOptions, ProviderAdapter
 from bot.providers.clevertap import CleverTapAdapter
 from bot.providers.sonarly import SonarlyAdapter
 from bot.providers.wwt import WwtAdapter

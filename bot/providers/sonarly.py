@@ -23,8 +23,9 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator
 
 from bot.core.models import CampaignInfo, CampaignPhase, OutcomeStatus
+from bot.providers.accounts import MAX_TOKEN, AccountSettings, is_token
 from bot.providers.auth import Auth, StaticHeaders, bearer
-from bot.providers.base import MAX_TOKEN, AccountSettings, ProviderAdapter, StopBody, is_token
+from bot.providers.base import ProviderAdapter, StopBody
 from bot.providers.verdicts import Read, Reads
 from bot.providers.wire import Call, Reply, clip, int_field, text_field
 

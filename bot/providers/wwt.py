@@ -37,8 +37,9 @@ from typing import Any, ClassVar
 from pydantic import SecretStr, field_validator
 
 from bot.core.models import CampaignInfo, CampaignPhase, OutcomeStatus
+from bot.providers.accounts import AccountSettings
 from bot.providers.auth import Auth, BearerSession, bearer, usable_token
-from bot.providers.base import AccountSettings, ProviderAdapter, StopBody
+from bot.providers.base import ProviderAdapter, StopBody
 from bot.providers.verdicts import Reads
 from bot.providers.wire import AuthRefused, Call, Reply, clip, float_field, int_field, text_field
 
@@ -181,7 +182,7 @@ class WwtAdapter(ProviderAdapter[WwtAccount]):
     def make_auth(self) -> Auth:
         """A JWT session: login with the API key, refresh while valid, one re-login after a 401."""
         return BearerSession(
-            self.send,
+            self.channel.send,
             login=lambda: Call("POST", "/api/auth/login", json={"api_key": self.account.api_key.get_secret_value()}),
             refresh=lambda token: Call("POST", "/api/auth/refresh", headers=bearer(token)),
             token_of=token_of,
