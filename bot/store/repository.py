@@ -1,4 +1,5 @@
-"""The store: stop requests, their state transitions and the audit log.
+"""The store: stop requests, their state transitions and the audit log (the outbox's rows are in
+`bot.store.outbox`, the attempt log and group members in `bot.store.memory`).
 
 Every state change is one conditional UPDATE (``… WHERE id = ? AND state IN (…)``) in the same
 transaction as its audit line, so only one caller can win a transition, whatever the number of
@@ -8,24 +9,18 @@ clicks, retries or processes. SQLite is the default; the URL picks the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import re
-import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.core.models import (
     Actor,
-    Attempt,
-    AttemptState,
     AuditEntry,
     CampaignInfo,
     Outcome,
@@ -33,44 +28,17 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
-from bot.core.ports import OutboxPost
-from bot.store.migrate import current_revision, head_revision, upgrade
-from bot.store.schema import audit_log, group_members, outbox, stop_attempts, stop_requests
+from bot.store.database import Database, StoreError, append_audit, async_database_url, aware, one_line
+from bot.store.memory import AttemptRows, GroupRows
+from bot.store.outbox import OutboxRows
+from bot.store.schema import audit_log, outbox, stop_requests
+
+__all__ = ["Database", "Store", "StoreError", "async_database_url", "one_line"]
 
 log = logging.getLogger(__name__)
 
-ENDED_STATES = (RequestState.DONE.value, RequestState.CANCELLED.value, RequestState.EXPIRED.value)
-"""A live record of a request in one of these states is owed its last update."""
 PENDING_INSERT_WAIT = 5.0
 """How long a read waits for this process's own deferred inserts before answering without them."""
-
-
-class StoreError(Exception):
-    """The database could not be used; the message says what to check."""
-
-
-def async_database_url(url: str) -> str:
-    """Map a plain database URL to its async driver (``sqlite://`` → ``sqlite+aiosqlite://``)."""
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    return url
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one short line: its type and the first line of its message (SQLAlchemy adds a
-    background link on later lines), without a password that a driver may echo."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    first = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", first)
-    return f"{type(exc).__name__}: {first}"[:240] if first else type(exc).__name__
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _actor_json(actor: Actor | None) -> str | None:
@@ -81,78 +49,12 @@ def _actor(raw: str | None) -> Actor | None:
     return Actor.model_validate_json(raw) if raw else None
 
 
-class Store:
-    """Async repository over SQLAlchemy Core (the core's `Store` port)."""
+class Store(OutboxRows, AttemptRows, GroupRows):
+    """Async repository over SQLAlchemy Core (the core's `Store` port): requests here, the rest inherited."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        # SQLite takes one writer at a time; writers queued in its busy handler wait in steps of up
-        # to 100 ms and unfairly, so this process hands the write lock out itself, in order.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        super().__init__(engine)
         self._inserting: dict[str, asyncio.Task[None]] = {}
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (one at a time per process on SQLite)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
-
-    @classmethod
-    def from_url(cls, url: str) -> Store:
-        """Build a store for a database URL (not yet connected)."""
-        async_url = async_database_url(url)
-        try:
-            engine = create_async_engine(async_url, pool_pre_ping=not async_url.startswith("sqlite"))
-        except Exception as exc:  # SQLAlchemy raises several types for bad URLs
-            raise StoreError(f"DATABASE_URL is not usable: {type(exc).__name__}") from None
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return cls(engine)
-
-    async def initialize(self, migrate: bool = True) -> None:
-        """Bring the schema to the newest revision, or with `migrate` off, check that it is there."""
-        try:
-            if migrate:
-                await upgrade(self.engine)
-                return
-            current = await current_revision(self.engine)
-        except Exception as exc:
-            raise StoreError(f"DATABASE_URL: cannot open the database ({one_line(exc)})") from None
-        if current != head_revision():
-            raise StoreError(
-                f"the database schema is at revision {current or 'none'}, this code needs {head_revision()}: "
-                "run `python -m bot migrate` (the Procfile's release phase does it)"
-            )
-
-    async def _now(self, conn: AsyncConnection) -> datetime:
-        """The database's clock (UTC), so that leases and heartbeats written by processes on
-        different hosts compare on one clock. SQLite is a file on this host: its clock is ours."""
-        if self.engine.dialect.name == "sqlite":
-            return utcnow()
-        value = (await conn.execute(select(func.now()))).scalar_one()
-        return _aware(value) or utcnow()
-
-    async def db_now(self) -> datetime:
-        """The database's current time (UTC)."""
-        async with self.engine.connect() as conn:
-            return await self._now(conn)
-
-    async def ping(self) -> bool:
-        """True when the database answers a trivial query."""
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(select(1))
-            return True
-        except Exception:
-            return False
-
-    async def close(self) -> None:
-        """Release the connection pool."""
-        await self.engine.dispose()
 
     # ----- reading ----------------------------------------------------------------------------
 
@@ -214,7 +116,7 @@ class Store:
         return [
             AuditEntry(
                 request_id=row.request_id,
-                at=_aware(row.at) or utcnow(),
+                at=aware(row.at) or utcnow(),
                 event=row.event,
                 from_state=row.from_state,
                 to_state=row.to_state,
@@ -279,7 +181,7 @@ class Store:
                     updated_at=request.created_at,
                 )
             )
-            await _append(
+            await append_audit(
                 conn,
                 request.id,
                 "created",
@@ -348,7 +250,7 @@ class Store:
             if result.rowcount != 1:
                 return False
             from_state = sources[0] if len(sources) == 1 else None
-            await _append(conn, request_id, event_name, from_state, to_state, actor, detail or {})
+            await append_audit(conn, request_id, event_name, from_state, to_state, actor, detail or {})
             existing = set()
             if deliveries or wake_posts:
                 owed = select(outbox.c.target).where(outbox.c.request_id == request_id)
@@ -455,7 +357,7 @@ class Store:
             )
             if result.rowcount != 1:
                 return False
-            await _append(conn, request_id, "checked_again" if announce else "checking_again", None, None, actor,
+            await append_audit(conn, request_id, "checked_again" if announce else "checking_again", None, None, actor,
                           {"status": outcome.status.value, "detail": outcome.detail})
             if not announce:
                 return True
@@ -527,7 +429,7 @@ class Store:
                 .where(stop_requests.c.state == RequestState.EXECUTING.value)
                 .values(updated_at=datetime(2000, 1, 1, tzinfo=UTC))
             )
-            await _append(conn, request_id, "released", None, None, None, {"why": "the process shut down"})
+            await append_audit(conn, request_id, "released", None, None, None, {"why": "the process shut down"})
 
     async def take_for_recovery(self, request_id: str, silent_for: timedelta) -> bool:
         """Claim a stuck request for recovery: one process wins (the update refreshes updated_at)."""
@@ -539,191 +441,6 @@ class Store:
             actor=None,
             silent_for=silent_for,
         )
-
-    # ----- the attempt log ----------------------------------------------------------------------
-
-    async def attempt_sending(self, request_id: str, number: int) -> None:
-        """Attempt `number` may leave now: recorded before the call."""
-        await self._put_attempt(request_id, Attempt(number=number, state=AttemptState.SENDING))
-
-    async def attempt_finished(self, request_id: str, attempt: Attempt) -> None:
-        """What became of an attempt."""
-        await self._put_attempt(request_id, attempt)
-
-    async def _put_attempt(self, request_id: str, attempt: Attempt) -> None:
-        async with self._writing() as conn:
-            now = await self._now(conn)
-            values = {
-                "state": attempt.state.value,
-                "may_have_applied": attempt.may_have_applied,
-                "summary": attempt.summary[:500],
-                "at": now,
-            }
-            key = (stop_attempts.c.request_id == request_id) & (stop_attempts.c.number == attempt.number)
-            result = await conn.execute(update(stop_attempts).where(key).values(**values))
-            if result.rowcount == 0:
-                await conn.execute(insert(stop_attempts).values(request_id=request_id, number=attempt.number, **values))
-
-    async def attempts(self, request_id: str) -> list[Attempt]:
-        """Every recorded attempt of a request, in order."""
-        query = select(stop_attempts).where(stop_attempts.c.request_id == request_id).order_by(stop_attempts.c.number)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            Attempt(number=r.number, state=AttemptState(r.state), may_have_applied=bool(r.may_have_applied),
-                    summary=r.summary or "")
-            for r in rows
-        ]
-
-    # ----- user groups --------------------------------------------------------------------------
-
-    async def save_group_members(self, group_id: str, members: Sequence[str]) -> None:
-        """Keep the members of a user group as just read from Slack."""
-        async with self._writing() as conn:
-            now = await self._now(conn)
-            await conn.execute(delete(group_members).where(group_members.c.group_id == group_id))
-            await conn.execute(
-                insert(group_members).values(group_id=group_id, members_json=json.dumps(list(members)), read_at=now)
-            )
-
-    async def group_members(self, group_id: str) -> tuple[list[str], datetime] | None:
-        """The last known members of a user group and when they were read, or None."""
-        query = select(group_members).where(group_members.c.group_id == group_id)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        members = json.loads(row.members_json)
-        return [str(m) for m in members], _aware(row.read_at) or utcnow()
-
-    # ----- the outbox ---------------------------------------------------------------------------
-
-    async def due_deliveries(self, request_id: str | None = None, limit: int = 50) -> list[OutboxPost]:
-        """Pending posts whose time has come (a channel's before its incident post), oldest first.
-
-        A live record left ``started`` although its request is done (its outcome was stored
-        while its first message was being posted) is made due here, so it is never stuck."""
-        if request_id is None:  # the periodic pass heals; a request's own pass is on the stop's path
-            ended = select(stop_requests.c.id).where(stop_requests.c.state.in_(ENDED_STATES))
-            stuck_query = select(outbox.c.id).where(outbox.c.state == "started").where(outbox.c.request_id.in_(ended))
-            async with self.engine.connect() as conn:
-                stuck = [row[0] for row in (await conn.execute(stuck_query)).all()]
-            if stuck:  # rare: a write only when there is something to heal
-                async with self._writing() as conn:
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id.in_(stuck))
-                        .where(outbox.c.state == "started")
-                        .values(state="pending", next_attempt_at=await self._now(conn))
-                    )
-        async with self.engine.connect() as conn:
-            now = await self._now(conn)
-            query = (
-                select(outbox)
-                .where(outbox.c.state == "pending")
-                .where(outbox.c.next_attempt_at <= now)
-                .order_by(outbox.c.id)
-                .limit(limit)
-            )
-            if request_id is not None:
-                query = query.where(outbox.c.request_id == request_id)
-            rows = (await conn.execute(query)).all()
-        return [OutboxPost(r.id, r.request_id, r.target, r.channel, r.attempts, r.message_ts) for r in rows]
-
-    async def claim_delivery(self, delivery_id: int, lease_seconds: float) -> str | None:
-        """Lease a due post for `lease_seconds` (one process posts it); counts the attempt.
-
-        Returns the lease token that `delivered` and `delivery_failed` must show, or None when
-        another process holds the post or it is not due.
-        """
-        token = secrets.token_hex(8)
-        async with self._writing() as conn:
-            now = await self._now(conn)
-            result = await conn.execute(
-                update(outbox)
-                .where(outbox.c.id == delivery_id)
-                .where(outbox.c.state == "pending")
-                .where(outbox.c.next_attempt_at <= now)
-                .values(next_attempt_at=now + timedelta(seconds=lease_seconds), attempts=outbox.c.attempts + 1,
-                        updated_at=now, lease_token=token)
-            )
-        return token if result.rowcount == 1 else None
-
-    async def delivered(
-        self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None, *, started: bool = False
-    ) -> bool:
-        """The post was accepted: recorded only for the holder of `lease` (False: it had lost it).
-
-        With `started` it was the live record's first message: the post stays owed its update
-        (``started``, or due again at once when the outcome came meanwhile)."""
-        query = update(outbox).where(outbox.c.id == delivery.id).where(outbox.c.state == "pending")
-        if lease is not None:
-            query = query.where(outbox.c.lease_token == lease)
-        if started:
-            done = (
-                select(stop_requests.c.state).where(stop_requests.c.id == delivery.request_id).scalar_subquery()
-            ).in_(ENDED_STATES)
-            state: Any = case((done, "pending"), else_="started")
-        else:
-            state = "sent"
-        now = utcnow()
-        async with self._writing() as conn:
-            result = await conn.execute(
-                query.values(
-                    state=state,
-                    message_ts=message_ts or delivery.message_ts,
-                    last_error=None,
-                    updated_at=now,
-                    next_attempt_at=now,
-                    lease_token=None if started else outbox.c.lease_token,
-                    attempts=0 if started else outbox.c.attempts,
-                )
-            )
-            if result.rowcount != 1:
-                return False
-            await _append(conn, delivery.request_id, "record_started" if started else "announced", None, None, None,
-                          {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1})
-        return True
-
-    async def delivery_failed(
-        self, delivery: OutboxPost, error: str, retry_at: datetime | None, lease: str | None = None
-    ) -> None:
-        """The post failed: retry at `retry_at`, or never (None: the failure is permanent).
-
-        With `lease`, only while this caller still holds the post."""
-        values: dict[str, Any] = {"last_error": error, "updated_at": utcnow()}
-        if retry_at is None:
-            values["state"] = "failed"
-        else:
-            values["next_attempt_at"] = retry_at
-        query = update(outbox).where(outbox.c.id == delivery.id).where(outbox.c.state == "pending")
-        if lease is not None:
-            query = query.where(outbox.c.lease_token == lease)
-        async with self._writing() as conn:
-            result = await conn.execute(query.values(**values))
-            if result.rowcount != 1:
-                return
-            await _append(conn, delivery.request_id, "announce_failed", None, None, None,
-                          {"target": delivery.target, "error": error, "will_retry": retry_at is not None,
-                           "attempt": delivery.attempts + 1})
-
-    async def sent_message_ts(self, request_id: str, target: str) -> str | None:
-        """The ts of a post already accepted (for links to it), or None."""
-        query = (
-            select(outbox.c.message_ts)
-            .where(outbox.c.request_id == request_id)
-            .where(outbox.c.target == target)
-            .where(outbox.c.message_ts.is_not(None))
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return row[0] if row else None
-
-    async def outbox_depth(self) -> int:
-        """Posts still owed (pending)."""
-        async with self.engine.connect() as conn:
-            count = (await conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state == "pending")))
-            return int(count.scalar_one())
 
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""
@@ -740,37 +457,7 @@ class Store:
             detail: dict[str, Any] = {"preview": preview.model_dump(exclude_none=True) if preview else None}
             if note:
                 detail["note"] = note
-            await _append(conn, request_id, "preview", None, None, None, detail)
-
-    async def record(
-        self, request_id: str | None, event_name: str, actor: Actor | None = None, detail: dict[str, Any] | None = None
-    ) -> None:
-        """Append an audit line that changes no state (refusals, delivery failures…)."""
-        async with self._writing() as conn:
-            await _append(conn, request_id, event_name, None, None, actor, detail or {})
-
-
-async def _append(
-    conn: AsyncConnection,
-    request_id: str | None,
-    event_name: str,
-    from_state: str | None,
-    to_state: RequestState | None,
-    actor: Actor | None,
-    detail: dict[str, Any],
-) -> None:
-    await conn.execute(
-        insert(audit_log).values(
-            request_id=request_id,
-            at=utcnow(),
-            event=event_name,
-            from_state=from_state,
-            to_state=to_state.value if to_state else None,
-            actor=actor.id if actor else None,
-            detail_json=json.dumps(detail, default=str),
-        )
-    )
-
+            await append_audit(conn, request_id, "preview", None, None, None, detail)
 
 def _to_request(row: Row[Any]) -> StopRequest:
     return StopRequest(
@@ -785,21 +472,12 @@ def _to_request(row: Row[Any]) -> StopRequest:
         response_url=row.response_url,
         state=RequestState(row.state),
         two_person=bool(row.two_person),
-        created_at=_aware(row.created_at) or utcnow(),
-        expires_at=_aware(row.expires_at) or utcnow(),
+        created_at=aware(row.created_at) or utcnow(),
+        expires_at=aware(row.expires_at) or utcnow(),
         confirmed_by=_actor(row.confirmed_by_json),
-        confirmed_at=_aware(row.confirmed_at),
+        confirmed_at=aware(row.confirmed_at),
         ended_by=_actor(row.ended_by_json),
         end_reason=row.end_reason,
         preview=CampaignInfo.model_validate_json(row.preview_json) if row.preview_json else None,
         outcome=Outcome.model_validate_json(row.outcome_json) if row.outcome_json else None,
     )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, safe against corruption
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
