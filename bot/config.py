@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.core.policy import PolicyConfig
-from bot.providers.base import AccountSettings
+from bot.providers.accounts import AccountSettings
 from bot.providers.registry import ADAPTER_CLASSES, AdapterClass, adapter_class
 
 DEFAULT_ACCOUNT = "default"

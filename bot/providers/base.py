@@ -516,7 +516,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
             text += f"; trace {body.trace_id}"
         return text
 
-    # ----- HTTP -------------------------------------------------------------------------------
+    # ----- authorized calls ---------------------------------------------------------------------
 
     async def exchange(
         self,
