@@ -181,6 +181,8 @@ class BearerSession:
                 pause = (hinted if hinted is not None else 0.2 * tries) if transient else None
             if pause is None or tries >= LOGIN_TRIES or not budget.allows(pause + 0.1):
                 log.warning("%s: login failed: %s", self._label, failure)
+                if tries >= LOGIN_TRIES:
+                    failure.retryable = False  # this stop has had its login tries: no more for each resend
                 raise failure
             await asyncio.sleep(pause)
 

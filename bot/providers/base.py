@@ -462,7 +462,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
                     return verdict(Kind.DONE, coded, self._accepted(coded, body, said))
                 if coded is not None and coded is not S.PROVIDER_ERROR:
                     return verdict(Kind.REFUSED, coded, self._refusal(coded, said, campaign_id))
-                return verdict(Kind.DOUBT, S.PROVIDER_ERROR, f"{name} answered HTTP {http} but reported a failure "
+                return verdict(Kind.FAILED, S.PROVIDER_ERROR, f"{name} answered HTTP {http} but reported a failure "
                                f"({said}).")
             shown = reply.snippet() or "(empty body)"
             return verdict(Kind.DOUBT, S.PROVIDER_ERROR,

@@ -169,7 +169,7 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
                 # Seed 001's older answer is a bare success, for a stop and for an already stopped one alike.
                 return StopBody(success=True, note="CleverTap answered a bare success; its older API does not "
                                 "tell a campaign it stopped from one that was already stopped", **fields)
-            result = _RESULTS.get(state.lower())
+            result = _RESULTS.get(state.strip().lower().replace("-", "_").replace(" ", "_"))
             stopped_at = text_field(data, "stopped_at")
             if result is None:
                 # Success with a state nobody documents: say so rather than guess what it did.

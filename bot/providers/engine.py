@@ -10,6 +10,8 @@ done (2xx, body agrees) the outcome; read back if declared
 refused (400/401/404…)  the outcome; nothing changed
 refused by state        read → the phase table decides; active: no second stop unless declared
 (409/422/body code)
+failed (a failure the   read → the phase table decides; active: no second stop (it could mask the failure)
+body states, no cause)
 in doubt (no answer,    read where there is a read;    read → the phase table decides; send again
 5xx, 429, garbage)      else (or when the read fails)  only when the read proves it still active
                         send again within the budget
@@ -301,7 +303,7 @@ class _Run:
         if read is not None and read.status is not None:
             return _Step(self._finish(read.status, verdict, f"{verdict.headline} {read.problem}", read=read))
 
-        if verdict.kind is Kind.REFUSED_BY_STATE:
+        if verdict.kind in (Kind.REFUSED_BY_STATE, Kind.FAILED):
             status = S.UNKNOWN if self.may_have_applied() else verdict.status
         else:
             status = S.UNKNOWN if self.unclear() else verdict.status
@@ -324,9 +326,14 @@ class _Run:
         if phase is CampaignPhase.STOPPED:
             before = self.before.info if self.before is not None else None
             halted_before = not self.earlier and before is not None and before.phase is CampaignPhase.STOPPED
-            ours = self.may_have_applied() and not halted_before
+            # Read as active right before this stop and stopped now: it stopped while we stopped it.
+            active_before = before is not None and before.phase is CampaignPhase.ACTIVE
+            ours = (self.may_have_applied() and not halted_before) or active_before
             status = S.STOPPED if ours else S.ALREADY_STOPPED
-            why = "so the stop went through" if ours else "so it was already stopped; nothing changed"
+            if active_before and not self.may_have_applied():
+                why = f"and it read as {before.state if before else None!r} right before the stop, so it stopped now"
+            else:
+                why = "so the stop went through" if ours else "so it was already stopped; nothing changed"
             text = f"{verdict.headline} {self.name} now reports the campaign {shown}, {why}."
             return _Step(self._finish(status, verdict, text, read=read, verified=True))
         if phase is CampaignPhase.COMPLETED:
@@ -336,6 +343,12 @@ class _Run:
             text = f"{verdict.headline} {self.name} reports the campaign {shown}, a state it cannot stop."
             return _Step(self._finish(S.NOT_STOPPABLE, verdict, text, read=read, verified=True))
         # Still active.
+        if verdict.kind is Kind.FAILED:
+            text = (
+                f"{verdict.headline} {self.name} still reports the campaign {shown}; sending again could hide "
+                f"the failure, so no second stop was sent. Check it in {self.name}'s dashboard."
+            )
+            return _Step(self._finish(verdict.status, verdict, text, read=read))
         if verdict.kind is Kind.REFUSED_BY_STATE and not self.rules.resend_when_refused_but_active:
             text = (
                 f"{verdict.headline} Yet {self.name} reports the campaign {shown}, which should be stoppable; "
@@ -407,7 +420,8 @@ class _Run:
             state_after=info.state if info is not None else None,
             verified=verified,
             http_status=verdict.http_status,
-            provider_status=verdict.provider_status or (read_info.state if read_info is not None else None),
+            # The newest word on the campaign: a read after the stop over the stop answer's body.
+            provider_status=(read_info.state if read_info is not None else None) or verdict.provider_status,
             provider_code=verdict.provider_code,
             provider_message=verdict.provider_message,
             trace_id=verdict.trace_id or (read.trace_id if read is not None else None),

@@ -14,7 +14,7 @@ from bot.core.models import CampaignInfo, OutcomeStatus
 
 
 class Kind(StrEnum):
-    """The five things a stop answer can be (see the table in ``bot.providers.engine``)."""
+    """The six things a stop answer can be (see the table in ``bot.providers.engine``)."""
 
     DONE = "done"
     """The provider took the stop (2xx and the body agrees); `status` says stopped or already-*."""
@@ -22,6 +22,9 @@ class Kind(StrEnum):
     """A definite no that leaves the campaign as it was (bad key, unknown id…); `status` says which."""
     REFUSED_BY_STATE = "refused_by_state"
     """The campaign's state forbids the stop (409, 422…): a read tells which state."""
+    FAILED = "failed"
+    """The provider says the stop failed without saying why (a failure in a 2xx, an unknown code):
+    a read tells what became of the campaign; never sent again, which could mask the failure."""
     DOUBT = "doubt"
     """In doubt (no answer, 5xx, 429, garbage): `status` is what it means if the campaign runs on."""
     NOT_SENT = "not_sent"

@@ -16,7 +16,8 @@ from typing import Any
 from bot.core.models import OutcomeStatus
 
 MAX_BODY_BYTES = 64 * 1024
-"""How much of a provider's answer is read; the rest is dropped (and the answer marked truncated)."""
+"""How much of a provider's answer is read; the rest is dropped (and the answer marked truncated,
+its JSON read as far as it goes: `leading_members`)."""
 
 
 class NotSent(Exception):
@@ -84,7 +85,9 @@ class Reply:
         """Build a reply from a status and the (capped) raw body."""
         text = raw.decode("utf-8", errors="replace")
         parsed: Any = None
-        if text.strip() and not truncated:
+        if truncated:
+            parsed = leading_members(text)
+        elif text.strip():
             try:
                 parsed = json.loads(text)
             except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
@@ -119,6 +122,59 @@ class Reply:
     def snippet(self, limit: int = 200) -> str:
         """The start of the body on one line, for details of answers that cannot be read."""
         return clip(" ".join(self.text[: limit * 4].split()), limit)
+
+
+_DECODER = json.JSONDecoder()
+_NESTING = 4
+"""How deep `leading_members` follows objects cut off by the cap."""
+
+
+def leading_members(text: str) -> dict[str, Any] | None:
+    """What a JSON object cut off by the body cap still says: its members that arrived whole.
+
+    Providers put the verdict first (``{"error": 401, "error_text": <5 MB>…``); an object cut
+    inside a member keeps that member's own leading members. None when `text` is no object.
+    """
+    members = _members(text, _skip(text, 0), _NESTING)
+    return members[0] if members is not None else None
+
+
+def _members(text: str, start: int, depth: int) -> tuple[dict[str, Any], int] | None:
+    """The members of the object at `start`, up to where it ends or is cut, and where that is."""
+    if depth <= 0 or not text.startswith("{", start):
+        return None
+    members: dict[str, Any] = {}
+    at = start + 1
+    while True:
+        at = _skip(text, at)
+        if text.startswith("}", at):
+            return members, at + 1
+        try:
+            key, at = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            return members, at
+        at = _skip(text, at)
+        if not isinstance(key, str) or not text.startswith(":", at):
+            return members, at
+        at = _skip(text, at + 1)
+        try:
+            members[key], at = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            nested = _members(text, at, depth - 1)
+            if nested is not None:
+                members[key] = nested[0]
+            return members, len(text)
+        at = _skip(text, at)
+        if not text.startswith(",", at):
+            return members, at
+        at += 1
+
+
+def _skip(text: str, at: int) -> int:
+    """The first position at or after `at` that is not JSON whitespace."""
+    while at < len(text) and text[at] in " \t\n\r":
+        at += 1
+    return at
 
 
 def clip(text: str, limit: int) -> str:

@@ -144,3 +144,49 @@ async def test_a_huge_error_body_is_kept_as_a_bounded_excerpt(app: AppUnderTest)
         ).scalar_one()
     assert len(row.outcome_json) < 20_000
     assert audit < 20_000
+
+
+# A verdict at the start of a body past the 64 KiB cap is still read: the members before the cut.
+HUGE = "x" * 5_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "route", "body", "expected"),
+    [
+        ("altcraft 101", "deactivate", {"error": 401, "error_text": HUGE}, S.UNAUTHORIZED),
+        ("clevertap 1457432766", "stop", {"status": "success", "state": "stopped", "note": HUGE}, S.STOPPED),
+    ],
+    ids=["altcraft-error-in-a-200", "clevertap-success"],
+)
+async def test_a_verdict_at_the_start_of_a_body_past_the_cap_is_judged(
+    app: AppUnderTest, text: str, route: str, body: dict[str, object], expected: S
+) -> None:
+    provider = text.split()[0]
+    answer = Fault(kind=FaultKind.STATUS, status=200, body=json.dumps(body), match=route, apply=expected is S.STOPPED)
+    request_id, status = await stop_campaign(app, f"{text} huge answer", [answer])
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.outcome is not None
+    assert status is expected, stored.outcome.detail
+    assert len(app.sandbox[provider].calls_to(route)) == 1
+    assert len(stored.outcome.model_dump_json()) < 20_000
+
+
+@pytest.mark.parametrize(
+    ("text", "route", "body"),
+    [
+        ("altcraft 101", "deactivate", {"data": None, "error": 999, "error_text": "Unexpected failure"}),
+        ("clevertap 1457432766", "stop", {"status": "fail", "error": "Something broke"}),
+        ("sonarly 65f1a0c0e4b0a1b2c3d4e501", "stop", {"success": False, "data": None, "error": None}),
+    ],
+    ids=["altcraft-unknown-code", "clevertap-fail-without-code", "sonarly-success-false"],
+)
+async def test_a_failure_the_provider_states_in_a_2xx_is_a_provider_error_and_never_sent_again(
+    app: AppUnderTest, text: str, route: str, body: dict[str, object]
+) -> None:
+    provider = text.split()[0]
+    answer = Fault(kind=FaultKind.STATUS, status=200, body=json.dumps(body), match=route)
+    request_id, status = await stop_campaign(app, f"{text} stated failure", [answer])
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.outcome is not None
+    assert status is S.PROVIDER_ERROR, stored.outcome.detail
+    assert len(app.sandbox[provider].calls_to(route)) == 1

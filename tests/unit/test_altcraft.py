@@ -348,14 +348,16 @@ async def test_refusals_in_the_body_on_http_200(
 
 
 @pytest.mark.parametrize(("code", "text"), [(777, "Something unusual"), (500, "Internal error")])
-async def test_unknown_codes_on_http_200_are_doubt_settled_by_reading(
+async def test_unknown_codes_on_http_200_are_provider_errors_settled_by_reading_never_sent_again(
     sim: AltcraftSimulator, make: Make, code: int, text: str
 ) -> None:
     fault(sim, FaultKind.STATUS, status=200, body=body(code, text), times=None)
     outcome = await make(max_attempts=2).stop("101")
     assert outcome.status is S.PROVIDER_ERROR and outcome.provider_code == str(code)
+    assert f"code {code}: {text}" in outcome.detail  # the raw text, as the docs ask
     assert "reported a failure" in outcome.detail and "still reports the campaign as 'Active'" in outcome.detail
-    assert outcome.attempts == 2 and reads(sim) == 3  # before, and one settling read per stop
+    assert "no second stop was sent" in outcome.detail
+    assert outcome.attempts == 1 and reads(sim) == 2  # before, and one settling read
 
 
 async def test_success_that_reads_back_active_is_not_verified(sim: AltcraftSimulator, adapter: AltcraftAdapter) -> None:

@@ -63,6 +63,8 @@ CASES = [
         None,
     ),
     (200, {"status": "success"}, OutcomeStatus.STOPPED, None),
+    (200, {"status": "Success", "state": "Already-Stopped"}, OutcomeStatus.ALREADY_STOPPED, None),
+    (200, {"status": "success", "state": "already completed"}, OutcomeStatus.ALREADY_COMPLETED, None),
     (
         409,
         {"status": "success", "campaign_id": 1457432766, "state": "already_stopped"},

@@ -32,6 +32,7 @@ class Answer(StrEnum):
     DONE_ALREADY = "done_already"
     REFUSED = "refused"
     BY_STATE = "by_state"
+    FAILED = "failed"
     NO_ANSWER = "no_answer"
     HTTP_5XX = "http_5xx"
     HTTP_429 = "http_429"
@@ -55,6 +56,7 @@ VERDICTS: dict[Answer, Verdict] = {
     Answer.DONE_ALREADY: Verdict(Kind.DONE, S.ALREADY_STOPPED, "already", http_status=200),
     Answer.REFUSED: Verdict(Kind.REFUSED, S.NOT_FOUND, "unknown id", http_status=404),
     Answer.BY_STATE: Verdict(Kind.REFUSED_BY_STATE, S.NOT_STOPPABLE, "state forbids", http_status=422),
+    Answer.FAILED: Verdict(Kind.FAILED, S.PROVIDER_ERROR, "said it failed", http_status=200),
     Answer.NO_ANSWER: Verdict(Kind.DOUBT, S.PROVIDER_ERROR, "no answer", may_have_applied=True, unclear=True),
     Answer.HTTP_5XX: Verdict(Kind.DOUBT, S.PROVIDER_ERROR, "failed", may_have_applied=True, http_status=503),
     Answer.HTTP_429: Verdict(Kind.DOUBT, S.RATE_LIMITED, "limited", retry_after=0.0, http_status=429),
@@ -141,6 +143,12 @@ def oracle(rules: Rules, answer: Answer, said: Said) -> tuple[OutcomeStatus, int
         if reads and said is Said.ACTIVE and rules.resend_when_refused_but_active:
             return S.NOT_STOPPABLE, MAX
         return S.NOT_STOPPABLE, 1
+    if answer is Answer.FAILED:  # settled by a read where there is one, never sent again
+        if reads and said is Said.STOPPED:
+            return S.ALREADY_STOPPED, 1
+        if reads and said in settled:
+            return settled[said], 1
+        return S.PROVIDER_ERROR, 1
     # In doubt.
     if reads and said is Said.STOPPED:
         # Read as stopped before the stop too (where a read comes first): it was not ours.
@@ -269,3 +277,26 @@ def test_the_oracle_covers_every_row_of_the_table() -> None:
     # Today's providers: repeat-safe without reads (CleverTap), repeat-safe with reads (Altcraft),
     # not repeat-safe with reads (Sonarly, Telco WWT).
     assert seen == {(True, False), (True, True), (False, True)}
+
+
+BEFORE = [name for name, rules in PROVIDERS.items() if rules.reads.before]
+
+
+@pytest.mark.parametrize("answer", [Answer.HTTP_429, Answer.FAILED, Answer.BY_STATE])
+@pytest.mark.parametrize("provider", BEFORE)
+async def test_active_right_before_the_stop_and_stopped_after_it_is_stopped(provider: str, answer: Answer) -> None:
+    """A read before the stop said active; whatever the stop's answer, a read now says stopped."""
+    wire = FakeWire([VERDICTS[answer]], [read_of(Said.ACTIVE), read_of(Said.STOPPED)])
+    outcome = await run_stop(wire, PROVIDERS[provider], "1", budget())
+    assert outcome.status is S.STOPPED, outcome.detail
+    assert "right before the stop" in outcome.detail and wire.stops == 1
+
+
+@pytest.mark.parametrize("provider", READING)
+async def test_the_provider_status_kept_is_the_newest_read_not_the_stop_bodys(provider: str) -> None:
+    stale = Verdict(Kind.DONE, S.STOPPED, "accepted", http_status=200, provider_status="sending")
+    before = [read_of(Said.ACTIVE)] if PROVIDERS[provider].reads.before else []
+    wire = FakeWire([stale], [*before, read_of(Said.STOPPED)])
+    outcome = await run_stop(wire, PROVIDERS[provider], "1", budget())
+    assert (outcome.status, outcome.verified) == (S.STOPPED, True)
+    assert outcome.provider_status == outcome.state_after == "stopped"
