@@ -37,10 +37,10 @@ from bot.providers.accounts import AccountSettings, positive_integer_id, token_i
 from bot.providers.auth import Auth, StaticHeaders
 from bot.providers.budget import Budget
 from bot.providers.channel import ProviderChannel
-from bot.providers.engine import Rules, Sending, run_stop
+from bot.providers.engine import Rules, run_stop
 from bot.providers.limits import AccountLimiter, LimiterFactory
 from bot.providers.verdicts import Kind, Read, Reads, Verdict
-from bot.providers.wire import AuthRefused, Call, NoAnswer, NotSent, Reply, clip
+from bot.providers.wire import AuthRefused, Call, NoAnswer, NotSent, Reply, Sending, clip
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ import httpx
 from bot.core.models import ProviderHealth
 from bot.metrics import PROVIDER_LATENCY
 from bot.providers.budget import Budget
-from bot.providers.engine import Sending
 from bot.providers.limits import AccountLimiter
-from bot.providers.wire import MAX_BODY_BYTES, Call, NoAnswer, NotSent, Reply
+from bot.providers.wire import MAX_BODY_BYTES, Call, NoAnswer, NotSent, Reply, Sending
 
 USER_AGENT = "stopcampaign/0.1 (+https://api.slack.com)"
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ from bot.core.models import Attempt, AttemptState, CampaignInfo, CampaignPhase, 
 from bot.core.ports import AttemptLog
 from bot.providers.budget import Budget
 from bot.providers.verdicts import Kind, Read, Reads, Verdict
+from bot.providers.wire import Sending
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ class Rules:
     backoff: float = 0.2
     before_timeout: float = 2.0
 
-
-Sending = Callable[[], Awaitable[None]]
 
 
 class Wire(Protocol):

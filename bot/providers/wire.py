@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.models import OutcomeStatus
+
+Sending = Callable[[], Awaitable[None]]
+"""Awaited right before a stop call leaves (after the limiter let it through): records the attempt."""
 
 MAX_BODY_BYTES = 64 * 1024
 """How much of a provider's answer is read; the rest is dropped (and the answer marked truncated,

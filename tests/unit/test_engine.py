@@ -16,9 +16,10 @@ import pytest
 
 from bot.core.models import Attempt, AttemptState, CampaignInfo, CampaignPhase, Outcome, OutcomeStatus
 from bot.providers.budget import Budget
-from bot.providers.engine import Rules, Sending, run_stop
+from bot.providers.engine import Rules, run_stop
 from bot.providers.registry import ADAPTER_CLASSES
 from bot.providers.verdicts import Kind, Read, Verdict
+from bot.providers.wire import Sending
 
 S = OutcomeStatus
 P = CampaignPhase
