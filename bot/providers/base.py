@@ -30,6 +30,7 @@ from bot.core.models import (
     Outcome,
     OutcomeStatus,
     ProviderFacts,
+    ProviderHealth,
     ProviderKind,
 )
 from bot.core.ports import AttemptLog, CampaignIdError, PreviewUnavailable
@@ -40,7 +41,7 @@ from bot.providers.channel import ProviderChannel
 from bot.providers.engine import Rules, run_stop
 from bot.providers.limits import AccountLimiter, LimiterFactory
 from bot.providers.verdicts import Kind, Read, Reads, Verdict
-from bot.providers.wire import AuthRefused, Call, NoAnswer, NotSent, Reply, Sending, clip
+from bot.providers.wire import AuthRefused, Call, NoAnswer, NotSent, Reply, Sending, clip, status_key
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,18 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         limiters = self.options.limiters or LimiterFactory()
         limiter = limiters(self.name, account_name, self.rate_per_second, self.max_in_flight)
         self.channel = ProviderChannel(self.name, self.base_url, limiter, self.options.transport)
-        self.limiter = limiter
-        self.health = self.channel.health
         self.auth: Auth = self.make_auth()
         self._methods: dict[str, str] = {}
+
+    @property
+    def limiter(self) -> AccountLimiter:
+        """The account's request limits (its channel's)."""
+        return self.channel.limiter
+
+    @property
+    def health(self) -> ProviderHealth:
+        """What this process last saw of the provider (its channel's)."""
+        return self.channel.health
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.account_name!r} host={self.api_host!r}>"
@@ -271,8 +280,7 @@ class ProviderAdapter(ABC, Generic[AccountT]):
         """The meaning of a raw campaign status, through the declared phase table."""
         if state is None:
             return CampaignPhase.UNKNOWN
-        key = state.strip().lower().replace("-", "_").replace(" ", "_")
-        return self.phases.get(key, CampaignPhase.UNKNOWN)
+        return self.phases.get(status_key(state), CampaignPhase.UNKNOWN)
 
     # ----- secrets -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from bot.core.models import OutcomeStatus
 from bot.providers.accounts import AccountSettings
 from bot.providers.auth import Auth, StaticHeaders
 from bot.providers.base import ProviderAdapter, StopBody
-from bot.providers.wire import Call, Reply, int_field, text_field
+from bot.providers.wire import Call, Reply, int_field, status_key, text_field
 
 S = OutcomeStatus
 
@@ -169,7 +169,7 @@ class CleverTapAdapter(ProviderAdapter[CleverTapAccount]):
                 # Seed 001's older answer is a bare success, for a stop and for an already stopped one alike.
                 return StopBody(success=True, note="CleverTap answered a bare success; its older API does not "
                                 "tell a campaign it stopped from one that was already stopped", **fields)
-            result = _RESULTS.get(state.strip().lower().replace("-", "_").replace(" ", "_"))
+            result = _RESULTS.get(status_key(state))
             stopped_at = text_field(data, "stopped_at")
             if result is None:
                 # Success with a state nobody documents: say so rather than guess what it did.

@@ -69,7 +69,6 @@ class Rules:
     before_timeout: float = 2.0
 
 
-
 class Wire(Protocol):
     """The provider-specific half of a stop: one judged stop call, one state read, the outcome."""
 
@@ -329,8 +328,8 @@ class _Run:
             active_before = before is not None and before.phase is CampaignPhase.ACTIVE
             ours = (self.may_have_applied() and not halted_before) or active_before
             status = S.STOPPED if ours else S.ALREADY_STOPPED
-            if active_before and not self.may_have_applied():
-                why = f"and it read as {before.state if before else None!r} right before the stop, so it stopped now"
+            if before is not None and active_before and not self.may_have_applied():
+                why = f"and it read as {before.state!r} right before the stop, so it stopped now"
             else:
                 why = "so the stop went through" if ours else "so it was already stopped; nothing changed"
             text = f"{verdict.headline} {self.name} now reports the campaign {shown}, {why}."

@@ -138,39 +138,36 @@ def leading_members(text: str) -> dict[str, Any] | None:
     Providers put the verdict first (``{"error": 401, "error_text": <5 MB>…``); an object cut
     inside a member keeps that member's own leading members. None when `text` is no object.
     """
-    members = _members(text, _skip(text, 0), _NESTING)
-    return members[0] if members is not None else None
+    return _members(text, _skip(text, 0), _NESTING)
 
 
-def _members(text: str, start: int, depth: int) -> tuple[dict[str, Any], int] | None:
-    """The members of the object at `start`, up to where it ends or is cut, and where that is."""
-    if depth <= 0 or not text.startswith("{", start):
+def _members(text: str, at: int, depth: int) -> dict[str, Any] | None:
+    """The members of the object at `at` that are whole, up to where it ends or is cut."""
+    if depth <= 0 or not text.startswith("{", at):
         return None
     members: dict[str, Any] = {}
-    at = start + 1
-    while True:
-        at = _skip(text, at)
-        if text.startswith("}", at):
-            return members, at + 1
+    at += 1
+    while not text.startswith("}", at := _skip(text, at)):
         try:
             key, at = _DECODER.raw_decode(text, at)
         except (ValueError, RecursionError):
-            return members, at
+            break
         at = _skip(text, at)
         if not isinstance(key, str) or not text.startswith(":", at):
-            return members, at
+            break
         at = _skip(text, at + 1)
         try:
             members[key], at = _DECODER.raw_decode(text, at)
         except (ValueError, RecursionError):
             nested = _members(text, at, depth - 1)
             if nested is not None:
-                members[key] = nested[0]
-            return members, len(text)
+                members[key] = nested
+            break
         at = _skip(text, at)
         if not text.startswith(",", at):
-            return members, at
+            break
         at += 1
+    return members
 
 
 def _skip(text: str, at: int) -> int:
@@ -178,6 +175,11 @@ def _skip(text: str, at: int) -> int:
     while at < len(text) and text[at] in " \t\n\r":
         at += 1
     return at
+
+
+def status_key(word: str) -> str:
+    """A provider's status word as the declared tables spell it: lower case, '_' for '-' and ' '."""
+    return word.strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def clip(text: str, limit: int) -> str:

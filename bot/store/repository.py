@@ -28,12 +28,12 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
-from bot.store.database import Database, StoreError, append_audit, async_database_url, aware, one_line
+from bot.store.database import StoreError, append_audit, async_database_url, aware, one_line
 from bot.store.memory import AttemptRows, GroupRows
 from bot.store.outbox import OutboxRows
 from bot.store.schema import audit_log, outbox, stop_requests
 
-__all__ = ["Database", "Store", "StoreError", "async_database_url", "one_line"]
+__all__ = ["Store", "StoreError", "async_database_url", "one_line"]
 
 log = logging.getLogger(__name__)
 
