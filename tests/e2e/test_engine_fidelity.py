@@ -78,6 +78,7 @@ async def test_wwt_2xx_showing_the_old_status_is_stopped_without_a_second_stop(
     stored = await app.runtime.store.get(request_id)
     assert stored is not None and stored.outcome is not None
     assert stored.outcome.verified is applied  # the read-back is what verifies it
+    assert stored.outcome.provider_status == ("stopped" if applied else "sending")  # the read-back's word
 
 
 async def test_clevertap_bare_success_is_stopped_and_says_what_the_older_api_cannot_tell(app: AppUnderTest) -> None:
@@ -190,3 +191,14 @@ async def test_a_failure_the_provider_states_in_a_2xx_is_a_provider_error_and_ne
     assert stored is not None and stored.outcome is not None
     assert status is S.PROVIDER_ERROR, stored.outcome.detail
     assert len(app.sandbox[provider].calls_to(route)) == 1
+
+
+async def test_altcraft_active_right_before_the_stop_and_inactive_after_a_429_is_stopped(app: AppUnderTest) -> None:
+    """The deactivation took effect though its answer was a 429: the read before said Active."""
+    limited = Fault(kind=FaultKind.STATUS, status=429, apply=True, match="deactivate")
+    request_id, status = await stop_campaign(app, "altcraft 101 answered 429", [limited])
+    stored = await app.runtime.store.get(request_id)
+    assert stored is not None and stored.outcome is not None
+    assert status is S.STOPPED, stored.outcome.detail
+    assert "right before the stop" in stored.outcome.detail
+    assert len(app.sandbox["altcraft"].calls_to("deactivate")) == 1
