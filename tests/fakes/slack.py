@@ -1,9 +1,11 @@
 """A fake Slack Web API (and response_url target) on 127.0.0.1, recording every call.
 
 It answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``usergroups.users.list`` (from `groups`) and any ``/response/<token>`` URL, and can be told
-to fail the next calls of a method with a 429 and
-Retry-After, an ``ok: false`` error, or an HTTP status. Tests wait on its records with
+``conversations.info`` (Slack's documented example, per channel), ``usergroups.users.list``
+(from `groups`) and any ``/response/<token>`` URL, and can be told to fail the next calls of a
+method with a 429 and Retry-After, an ``ok: false`` error, or an HTTP status; to refuse every
+post to a conversation (`refuse_channel`, as Slack does for a private channel or a DM the app is
+not in); or to refuse the token on every method (`token_error`). Tests wait on its records with
 `wait_for` (a condition variable), never with sleeps.
 """
 
@@ -15,6 +17,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,6 +25,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.socket_mode import FakeSocketMode
+
+CONVERSATION_INFO: dict[str, Any] = json.loads(
+    (Path(__file__).parent.parent / "fixtures" / "slack_web_api" / "conversations.info.json").read_text()
+)
+"""Slack's documented ``conversations.info`` answer (the file names its source)."""
 
 
 @dataclass
@@ -57,6 +67,14 @@ class FakeSlack:
     down: bool = False
     url: str = ""
     groups: dict[str, list[str]] = field(default_factory=dict)
+    refused_channels: dict[str, str] = field(default_factory=dict)
+    """Conversations that refuse the app's posts, with Slack's error (``not_in_channel``…)."""
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``conversations.info`` overrides per channel (``is_private``, ``is_member``, ``is_archived``)."""
+    socket_mode: FakeSocketMode = field(default_factory=FakeSocketMode)
+    """Socket Mode: ``apps.connections.open`` hands out its WebSocket URLs."""
+    token_error: str | None = None
+    """When set, every Web API method answers ``ok: false`` with this error (``invalid_auth``…)."""
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -66,6 +84,7 @@ class FakeSlack:
             routes=[
                 Route("/api/{method}", self._api, methods=["POST", "GET"]),
                 Route("/response/{token}", self._response_url, methods=["POST"]),
+                *self.socket_mode.routes(),
             ]
         )
 
@@ -78,6 +97,14 @@ class FakeSlack:
     def fail(self, method: str, failure: Failure, times: int = 1) -> None:
         """Fail the next `times` calls of `method` (``response_url`` for response URLs)."""
         self.failures.setdefault(method, []).extend([failure] * times)
+
+    def refuse_channel(self, channel: str, error: str = "not_in_channel") -> None:
+        """Refuse every chat.* post or update in `channel` with `error` (until `accept_channel`)."""
+        self.refused_channels[channel] = error
+
+    def accept_channel(self, channel: str) -> None:
+        """Take posts in `channel` again."""
+        self.refused_channels.pop(channel, None)
 
     def release(self) -> None:
         """Let every call held by a "hang" failure finish (with an error)."""
@@ -170,6 +197,13 @@ class FakeSlack:
         failed = await self._failure(method)
         if failed is not None:
             return failed
+        if self.token_error is not None:
+            return JSONResponse({"ok": False, "error": self.token_error})
+        channel_refusal = self.refused_channels.get(str(call.body.get("channel", "")))
+        if channel_refusal is not None and method.startswith("chat.") and method != "chat.getPermalink":
+            return JSONResponse({"ok": False, "error": channel_refusal})
+        if method == "conversations.info":
+            return self._conversation_info(str(call.body.get("channel", "")))
         if method == "auth.test":
             return JSONResponse(
                 {
@@ -203,8 +237,10 @@ class FakeSlack:
             channel, ts = call.body.get("channel", "C0"), str(call.body.get("message_ts", "0"))
             link = f"https://fake-workspace.slack.com/archives/{channel}/p{ts.replace('.', '')}"
             return JSONResponse({"ok": True, "channel": channel, "permalink": link})
-        if method == "apps.connections.open":  # Socket Mode: a WebSocket URL nobody answers
-            return JSONResponse({"ok": True, "url": "ws://127.0.0.1:9/socket-mode-not-served"})
+        if method == "apps.connections.open":
+            return JSONResponse(
+                self.socket_mode.connections_open(self.url, authorization=request.headers.get("authorization"))
+            )
         if method in ("views.open", "views.publish", "views.update", "views.push"):
             return JSONResponse({"ok": True, "view": {"id": f"V{next(self._ts):08d}"}})
         if method == "usergroups.users.list":
@@ -213,6 +249,14 @@ class FakeSlack:
                 return JSONResponse({"ok": False, "error": "no_such_subteam"})
             return JSONResponse({"ok": True, "users": self.groups[group]})
         return JSONResponse({"ok": False, "error": "unknown_method"})
+
+    def _conversation_info(self, channel: str) -> Response:
+        if self.refused_channels.get(channel) == "channel_not_found":
+            return JSONResponse({"ok": False, "error": "channel_not_found"})
+        answer = json.loads(json.dumps(CONVERSATION_INFO["answer"]))
+        answer["channel"] |= {"id": channel, "name": channel.lower(), "name_normalized": channel.lower()}
+        answer["channel"] |= self.channels.get(channel, {})
+        return JSONResponse(answer)
 
     async def _response_url(self, request: Request) -> Response:
         await self._record("response_url", request)
