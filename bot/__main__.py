@@ -39,7 +39,7 @@ EXIT_CODES: dict[OutcomeStatus, int] = {
     OutcomeStatus.UNKNOWN: 10,
 }
 EXIT_USAGE = 2
-EXPORT_EXCLUDES = {"response_url"}
+EXPORT_EXCLUDES = {"response_url", "response_url_at"}
 """Never exported: a response_url lets whoever holds it post as the app for 30 minutes."""
 EXIT_NOT_CONFIRMED = 11
 
@@ -157,17 +157,13 @@ def socket() -> None:
 
 
 async def _socket(config: AppConfig) -> None:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
     from bot.runtime import Runtime
-    from bot.slack.app import create_slack_app
+    from bot.slack.socket_mode import socket_mode_handler
 
     runtime = await Runtime.open(config, announce_in_slack=True)
     try:
-        app = create_slack_app(config.settings, runtime.service, runtime.tasks, socket_mode=True)
+        handler = socket_mode_handler(config.settings, runtime.service, runtime.tasks, runtime.slack_health)
         runtime.start_background_loops()
-        assert config.settings.slack_app_token is not None
-        handler = AsyncSocketModeHandler(app, config.settings.slack_app_token.get_secret_value())
         status = await _serve_status(runtime, config)
         try:
             await handler.start_async()  # type: ignore[no-untyped-call]

@@ -22,6 +22,7 @@ from bot.providers.limits import LimiterFactory
 from bot.providers.registry import ProviderRegistry
 from bot.slack.client import create_lookup_client, create_web_client
 from bot.slack.groups import SlackGroupResolver
+from bot.slack.health import SlackHealth, check_at_start
 from bot.slack.notifier import SlackNotifier
 from bot.store.repository import Store
 from bot.tasks import BackgroundTasks
@@ -34,9 +35,11 @@ OUTBOX_INTERVAL = 2.0
 
 @dataclass(frozen=True)
 class SlackParts:
-    """The Slack Web API client the app posts with, when Slack is configured."""
+    """The Slack Web API client the app posts with, when Slack is configured, and what this
+    process knows is wrong with Slack."""
 
     client: AsyncWebClient
+    health: SlackHealth
 
 
 class Runtime:
@@ -83,8 +86,8 @@ class Runtime:
         resolver: GroupResolver | None = None
         if announce_in_slack:
             client = create_web_client(settings)
-            slack = SlackParts(client)
-            notifier = SlackNotifier(client, settings.incident_channel, registry)
+            slack = SlackParts(client, SlackHealth(settings.incident_channel))
+            notifier = SlackNotifier(client, settings.incident_channel, registry, slack.health)
             resolver = SlackGroupResolver(
                 create_lookup_client(settings), store, max_age_seconds=settings.group_members_max_age_seconds
             )
@@ -103,6 +106,11 @@ class Runtime:
         )
         return cls(config, store, registry, service, limiters, slack)
 
+    @property
+    def slack_health(self) -> SlackHealth:
+        """What this process knows is wrong with Slack (empty when Slack is not configured)."""
+        return self.slack.health if self.slack is not None else SlackHealth(self.config.settings.incident_channel)
+
     def start_background_loops(self, interval: float | None = None) -> None:
         """Expire pending requests, resume stuck ones and deliver the outbox (also right at start)."""
         settings = self.config.settings
@@ -111,6 +119,8 @@ class Runtime:
         every = interval or max(1.0, min(30.0, settings.request_ttl_seconds / 4, settings.stuck_executing_seconds / 2))
         self._loops.append(asyncio.create_task(self._expire_forever(every), name="expiry"))
         self._loops.append(asyncio.create_task(self._deliver_forever(OUTBOX_INTERVAL), name="outbox"))
+        if self.slack is not None:
+            self.tasks.spawn(check_at_start(self.slack.client, self.slack.health), name="slack-check")
 
     async def _expire_forever(self, every: float) -> None:
         stuck_after = timedelta(seconds=self.config.settings.stuck_executing_seconds)

@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
@@ -21,7 +22,7 @@ from bot.config import AppConfig, ConfigError
 from bot.runtime import Runtime
 from bot.slack.app import create_slack_app
 from bot.slack.gate import Refused, check_signature, read_body
-from bot.slack.guard import payload_problem
+from bot.slack.guard import is_ssl_check
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,17 @@ async def healthz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     if not await runtime.store.ping():
         return JSONResponse({"status": "unavailable", "degraded": ["store"]}, status_code=503)
-    degraded = [] if await runtime.limiters.ping() else ["rate_limits"]
-    # Stops still go out without Redis (under local limits): degraded, not down.
-    body: dict[str, object] = {"status": "degraded" if degraded else "ok"}
-    if degraded:
-        body["degraded"] = degraded
+    problems: dict[str, str] = {}
+    if not await runtime.limiters.ping():
+        problems["rate_limits"] = "Redis is unreachable: each process keeps the providers' limits on its own"
+    if runtime.slack is not None:
+        problems |= {problem.name: problem.plain for problem in runtime.slack.health.problems()}
+    # Stops still go out without Redis (under local limits) or with Slack refusing posts (they are
+    # kept owed): degraded, not down.
+    body: dict[str, object] = {"status": "degraded" if problems else "ok"}
+    if problems:
+        body["degraded"] = list(problems)
+        body["reasons"] = problems
     return JSONResponse(body)
 
 
@@ -78,7 +85,7 @@ def create_web_app(config: AppConfig) -> Starlette:
         for warning in config.warnings:
             log.warning(warning)
         runtime = await Runtime.open(config, announce_in_slack=True)
-        slack_app = create_slack_app(config.settings, runtime.service, runtime.tasks)
+        slack_app = create_slack_app(config.settings, runtime.service, runtime.tasks, runtime.slack_health)
         app.state.runtime = runtime
         app.state.slack_app = slack_app
         runtime.start_background_loops()
@@ -95,13 +102,17 @@ def create_web_app(config: AppConfig) -> Starlette:
         # Read with a cap and verify the signature on the raw bytes before anything parses them.
         try:
             body = await read_body(request)
+            if len(body) < 1024 and b"ssl_check" in body and is_ssl_check(parse_qs(body.decode("ascii", "replace"))):
+                return Response(status_code=200)  # Slack's probe of the URL comes unsigned: nothing to act on
             check_signature(signing_secret, body, request)
         except Refused as refused:
             log.warning("refused a request to /slack/events: %s", refused.reason)
             return JSONResponse({"error": refused.reason}, status_code=refused.status)
+        problem = None
         try:
             text = body.decode("utf-8")
-            problem = payload_problem(parse_body(text, request.headers.get("content-type")))
+            if not isinstance(parse_body(text, request.headers.get("content-type")), dict):
+                problem = "the payload is not an object"
         except Exception as exc:  # signed, but not a payload anyone can read (bad UTF-8, bad JSON…)
             problem = f"unreadable ({type(exc).__name__})"
         if problem is not None:

@@ -18,7 +18,7 @@ from bot.core.models import Actor, RequestState, StopRequest, utcnow
 from bot.core.parsing import StopCommand
 from bot.core.policy import Policy, PolicyRefusal
 from bot.core.ports import Notifier, ProviderCatalog, Store
-from bot.core.results import ClickResult
+from bot.core.results import ClickResult, ReplyLink
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,13 @@ class Lifecycle:
             request = await self.store.get(request_id)
         return request
 
-    async def claim(self, request_id: str, actor: Actor) -> StopRequest | ClickResult:
-        """pending → executing for `actor`, when the policy allows: the claimed request, or why not."""
+    async def claim(
+        self, request_id: str, actor: Actor, reply: ReplyLink | None = None
+    ) -> StopRequest | ClickResult:
+        """pending → executing for `actor`, when the policy allows: the claimed request, or why not.
+
+        `reply` is where the click came from: a reply link issued in the request's own
+        conversation replaces the command's (it lasts 30 minutes from the click)."""
         request_id_var.set(request_id)
         request = await self.load(request_id)
         if request is None:
@@ -135,9 +140,15 @@ class Lifecycle:
             except PolicyRefusal as refusal:
                 return await self._refuse(request, actor, "confirm", refusal)
         # The live record (one message per channel, updated with the outcome) is owed from the click.
-        if not await self.store.claim_for_execution(request_id, actor, deliveries=self.notifier.targets(request)):
+        fresh = reply.url if reply is not None and reply.fits(request) else None
+        if not await self.store.claim_for_execution(
+            request_id, actor, deliveries=self.notifier.targets(request), response_url=fresh
+        ):
             return await self.why_not(request_id)
-        return request.model_copy(update={"state": RequestState.EXECUTING, "confirmed_by": actor})
+        update: dict[str, object] = {"state": RequestState.EXECUTING, "confirmed_by": actor}
+        if fresh:
+            update |= {"response_url": fresh, "response_url_at": utcnow()}
+        return request.model_copy(update=update)
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""

@@ -188,6 +188,9 @@ class StopRequest(BaseModel):
     team_id: str | None = None
     channel_id: str | None = None
     response_url: str | None = None
+    """Slack's reply link for the request's conversation (the command's, or a later click's there)."""
+    response_url_at: datetime | None = None
+    """When Slack issued `response_url` (None: with the command, at `created_at`); it lasts 30 minutes."""
     state: RequestState = RequestState.PENDING
     two_person: bool = False
     created_at: datetime

@@ -16,7 +16,7 @@ import logging
 from datetime import timedelta
 
 from bot.core.metrics import OUTBOX_DEPTH
-from bot.core.models import RequestState, utcnow
+from bot.core.models import RequestState, StopRequest, utcnow
 from bot.core.ports import DeliveryError, Notifier, OutboxPost, Store
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ POST_CAP_SECONDS = 45.0
 """No post may take longer than this (well inside its lease); a slower one is tried again later."""
 MAX_ATTEMPTS = 30
 """Retries back off 2, 4, 8… up to 300 s: 30 attempts cover about two hours of Slack outage."""
+HOLD_RETRY_SECONDS = 60
+"""How often a post held by a refused token is tried again (it is never given up)."""
 
 
 class Outbox:
@@ -73,23 +75,11 @@ class Outbox:
         started = request.outcome is None and request.state in (RequestState.PENDING, RequestState.EXECUTING)
         try:
             async with asyncio.timeout(min(POST_CAP_SECONDS, self.lease_seconds * 0.75)):
-                if request.outcome is None:
-                    # Waiting for approval, being stopped, or ended without a stop (cancelled, declined, expired).
-                    ts = await self.notifier.post_record(
-                        request, delivery.target, delivery.channel, link_ts, delivery.message_ts
-                    )
-                elif delivery.message_ts:
-                    trail = await self.store.audit(request.id)
-                    ts = await self.notifier.update(
-                        request, request.outcome, delivery.target, delivery.channel, delivery.message_ts, link_ts,
-                        trail,
-                    )
-                else:
-                    ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
+                ts, note = await self._send(request, delivery, link_ts)
         except Exception as exc:
             await self._failed(delivery, lease, exc)
             return False
-        if not await self.store.delivered(delivery, ts, lease, started=started):
+        if not await self.store.delivered(delivery, ts, lease, started=started, note=note):
             log.error(
                 "outcome post to %s outlived its lease; another process may have posted it too",
                 delivery.target,
@@ -98,15 +88,48 @@ class Outbox:
             return False
         return True
 
+    async def _send(
+        self, request: StopRequest, delivery: OutboxPost, link_ts: str | None
+    ) -> tuple[str | None, str | None]:
+        """Make one post: its ts, and the refusal when it had to go another way (the reply link)."""
+        try:
+            if request.outcome is None:
+                # Waiting for approval, being stopped, or ended without a stop (cancelled, declined, expired).
+                ts = await self.notifier.post_record(
+                    request, delivery.target, delivery.channel, link_ts, delivery.message_ts
+                )
+            elif delivery.message_ts:
+                trail = await self.store.audit(request.id)
+                ts = await self.notifier.update(
+                    request, request.outcome, delivery.target, delivery.channel, delivery.message_ts, link_ts, trail
+                )
+            else:
+                ts = await self.notifier.post(request, request.outcome, delivery.target, delivery.channel, link_ts)
+        except DeliveryError as exc:
+            if not (exc.conversation_refused and delivery.target == "channel"):
+                raise
+            # The requester's conversation does not take the app's posts (a private channel or a DM
+            # the app is not in): the outcome goes through the reply link Slack gave with the
+            # command or the click; a passing record ("… is stopping …") is not worth one of its uses.
+            if request.outcome is None:
+                return None, exc.reason
+            if await self.notifier.reply(request, request.outcome, exc.reason):
+                return None, exc.reason
+            raise DeliveryError(f"{exc.reason}, and no reply link is left", permanent=True) from None
+        return ts, None
+
     async def _failed(self, delivery: OutboxPost, lease: str, exc: Exception) -> None:
         if isinstance(exc, TimeoutError):
             exc = DeliveryError("the post took too long", permanent=False)
         reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
         attempt = delivery.attempts + 1
-        final = (isinstance(exc, DeliveryError) and exc.permanent) or attempt >= MAX_ATTEMPTS
-        wait = float(min(300, 2**attempt))
+        held = isinstance(exc, DeliveryError) and exc.hold
+        final = (isinstance(exc, DeliveryError) and exc.permanent) or (attempt >= MAX_ATTEMPTS and not held)
+        wait = float(min(HOLD_RETRY_SECONDS if held else 300, 2**attempt))
         if isinstance(exc, DeliveryError) and exc.retry_after is not None:
             wait = max(wait, min(exc.retry_after, 3600.0))
         retry_at = None if final else utcnow() + timedelta(seconds=wait)
-        log.warning("outcome post to %s failed: %s", delivery.target, reason, extra={"request_id": delivery.request_id})
+        # A held post (Slack refuses the token) was logged once where the trouble was seen.
+        log.log(logging.DEBUG if held else logging.WARNING, "outcome post to %s failed: %s", delivery.target, reason,
+                extra={"request_id": delivery.request_id})
         await self.store.delivery_failed(delivery, reason, retry_at, lease)

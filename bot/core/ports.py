@@ -35,12 +35,35 @@ class PreviewUnavailable(Exception):
 class DeliveryError(Exception):
     """A post was not accepted; `permanent` when trying again cannot help (unknown channel…)."""
 
-    def __init__(self, reason: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        conversation_refused: bool = False,
+        hold: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
         """Seconds Slack asked us to wait before trying again (a rate limit), when it said."""
+        self.conversation_refused = conversation_refused
+        """The conversation does not take the app's posts (the app is not in it, it is archived…)."""
+        self.hold = hold
+        """Nothing can be posted until people fix something (a refused token): kept owed, never given up."""
+
+
+@dataclass(frozen=True)
+class AnnounceProblem:
+    """What an owed post of a request could not do: `state` is ``rerouted`` (it went another way),
+    ``failed`` (given up) or ``waiting`` (kept owed, tried again)."""
+
+    target: str
+    channel: str
+    error: str
+    state: str
 
 
 # ----- providers ---------------------------------------------------------------------------------
@@ -156,9 +179,15 @@ class Store(Protocol):
         """One request by id, or None."""
 
     async def claim_for_execution(
-        self, request_id: str, actor: Actor, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+        self,
+        request_id: str,
+        actor: Actor,
+        now: datetime | None = None,
+        deliveries: Sequence[tuple[str, str]] = (),
+        response_url: str | None = None,
     ) -> bool:
-        """pending → executing for the one caller whose click wins, before the request expires."""
+        """pending → executing for the one caller whose click wins, before the request expires
+        (`response_url`: a newer reply link for the request's conversation, kept with the claim)."""
 
     async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
         """pending → cancelled (`reason` is kept as the request's end reason)."""
@@ -242,9 +271,16 @@ class Store(Protocol):
         or None when the post is not due or another process holds it."""
 
     async def delivered(
-        self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None, *, started: bool = False
+        self,
+        delivery: OutboxPost,
+        message_ts: str | None,
+        lease: str | None = None,
+        *,
+        started: bool = False,
+        note: str | None = None,
     ) -> bool:
-        """The post was accepted: recorded only for the holder of `lease` (False when it lost it);
+        """The post was accepted (`note`: how it had to go, e.g. through the reply link): recorded
+        only for the holder of `lease` (False when it lost it);
         with `started`, it was the live record's first message and stays owed its update."""
 
     async def delivery_failed(
@@ -254,6 +290,12 @@ class Store(Protocol):
 
     async def sent_message_ts(self, request_id: str, target: str) -> str | None:
         """The ts of a post already accepted (for links to it)."""
+
+    async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
+        """The request's posts that met trouble (a refusal, a reroute, a wait), in target order."""
+
+    async def refresh_response_url(self, request_id: str, response_url: str) -> None:
+        """Keep a newer reply link for the request's conversation (a click's, issued now)."""
 
     async def outbox_depth(self) -> int:
         """Posts still owed."""
@@ -282,6 +324,11 @@ class Notifier(Protocol):
 
     async def card_ended(self, request: StopRequest) -> None:
         """Show the request's card as ended (expired, or stopped from another front end), buttons gone."""
+
+    async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
+        """Post the outcome in the request's own conversation through the reply link Slack gave with
+        the command or a click there, because the conversation refused the app's own post
+        (`refusal`); False when no usable link is left."""
 
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
@@ -318,6 +365,10 @@ class NullNotifier:
 
     async def card_ended(self, request: StopRequest) -> None:
         """Do nothing."""
+
+    async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
+        """Never called (no targets)."""
+        return False
 
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None

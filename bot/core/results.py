@@ -29,3 +29,15 @@ class Preview:
 
     info: CampaignInfo | None
     unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyLink:
+    """Where a click came from: the reply link Slack gave with it, and its conversation."""
+
+    url: str | None
+    channel_id: str | None
+
+    def fits(self, request: StopRequest) -> bool:
+        """True when the link posts into the request's own conversation."""
+        return bool(self.url) and bool(self.channel_id) and self.channel_id == request.channel_id

@@ -28,14 +28,16 @@ from bot.core.models import (
 from bot.core.outbox import Outbox
 from bot.core.parsing import Command, StopCommand, find_target, form_command, parse_command
 from bot.core.policy import Policy, PolicyRefusal, mentions
-from bot.core.ports import Notifier, PreviewUnavailable, ProviderCatalog, Store, facts_for
+from bot.core.ports import AnnounceProblem, Notifier, PreviewUnavailable, ProviderCatalog, Store, facts_for
 from bot.core.recheck import RECHECKABLE, check_again
 from bot.core.recovery import Recovery
 from bot.core.render import help_text
-from bot.core.results import ClickResult, Preview
+from bot.core.results import ClickResult, Preview, ReplyLink
 
 log = logging.getLogger(__name__)
 
+ANNOUNCE_WAIT_SECONDS = 5.0
+"""How long a confirm waits for its live record's post before it answers (the outbox goes on after)."""
 SHUTTING_DOWN = (
     "stopcampaign is restarting: your stop is kept and is sent as soon as it is back (within a minute or two)."
 )
@@ -182,6 +184,10 @@ class StopService:
         if request.two_person and await self._store.saved(request.id):
             await self._post_record(request.id)
 
+    async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
+        """What the request's posts could not do so far (a channel that refused the app…)."""
+        return await self._store.announce_problems(request_id)
+
     async def saved(self, request_id: str) -> bool:
         """True once a request written in the background is stored (False: the write failed)."""
         return await self._store.saved(request_id)
@@ -217,13 +223,15 @@ class StopService:
         *,
         on_executing: Callable[[StopRequest], Awaitable[None]] | None = None,
         replace_card: bool = False,
+        reply: ReplyLink | None = None,
     ) -> ClickResult:
         """Stop the campaign of a pending request, exactly once, and announce the outcome.
 
         With `replace_card` (front ends other than the card's own buttons: the console, the CLI),
         the request's Slack card is shown as ended once the outcome is known, so its buttons go.
+        `reply` is where the click came from (a newer reply link for the request's conversation).
         """
-        claimed = await self.lifecycle.claim(request_id, actor)
+        claimed = await self.lifecycle.claim(request_id, actor, reply)
         if isinstance(claimed, ClickResult):
             return claimed
         if on_executing is not None:
@@ -239,6 +247,9 @@ class StopService:
             outcome, _ = await self.execution.run(claimed)
         except Interrupted:
             return ClickResult(claimed, refusal=SHUTTING_DOWN)
+        # The outcome's posts were made beside the live record's; let that one finish too (bounded:
+        # a slow Slack must not hold the answer), so what the posts could not do is known now.
+        await asyncio.wait({record}, timeout=ANNOUNCE_WAIT_SECONDS)
         done = claimed.model_copy(update={"state": RequestState.DONE, "outcome": outcome})
         if replace_card and done.response_url:
             try:
@@ -251,11 +262,15 @@ class StopService:
         """An approver turns down a two-person request; nothing is sent to the provider."""
         return await self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
 
-    async def check_again(self, request_id: str, actor: Actor) -> ClickResult:
+    async def check_again(self, request_id: str, actor: Actor, reply: ReplyLink | None = None) -> ClickResult:
         """Settle an outcome that could not say for sure (see `bot.core.recheck`), update the records."""
         request = await self._store.get(request_id)
         if request is None:
             return ClickResult(None, refusal="This stop request does not exist.")
+        if reply is not None and reply.url and reply.fits(request):
+            # A newer reply link for a conversation that may not take the app's own posts.
+            await self._store.refresh_response_url(request_id, reply.url)
+            request = request.model_copy(update={"response_url": reply.url, "response_url_at": utcnow()})
         try:
             await self._policy.check_view(actor, request)
         except PolicyRefusal as refusal:

@@ -11,7 +11,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.core.service import StopService
 from bot.slack.deps import SlackDeps
-from bot.slack.guard import answer_listener_failure, reject_malformed
+from bot.slack.guard import answer_listener_failure
+from bot.slack.health import SlackHealth
 from bot.slack.listeners import register_listeners
 from bot.slack.responder import retry_handlers
 from bot.tasks import BackgroundTasks
@@ -24,9 +25,15 @@ def _not_token_skipped(record: logging.LogRecord) -> bool:
 
 
 def create_slack_app(
-    settings: Settings, service: StopService, tasks: BackgroundTasks, *, socket_mode: bool = False
+    settings: Settings,
+    service: StopService,
+    tasks: BackgroundTasks,
+    health: SlackHealth | None = None,
+    *,
+    socket_mode: bool = False,
 ) -> AsyncApp:
-    """Build the Bolt app over the core service; slow work goes to `tasks`."""
+    """Build the Bolt app over the core service; slow work goes to `tasks`; `health` is what the
+    process knows is wrong with Slack (the Home tab shows it)."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN: required to talk to Slack")
     if not socket_mode and settings.slack_signing_secret is None:
@@ -49,7 +56,12 @@ def create_slack_app(
         process_before_response=True,  # listeners ack inline and hand slow work to background tasks
         request_verification_enabled=not socket_mode,
     )
-    app.use(reject_malformed)
     app.error(answer_listener_failure)
-    register_listeners(app, SlackDeps(service=service, tasks=tasks, incident_channel=settings.incident_channel))
+    deps = SlackDeps(
+        service=service,
+        tasks=tasks,
+        incident_channel=settings.incident_channel,
+        slack_health=health or SlackHealth(settings.incident_channel),
+    )
+    register_listeners(app, deps)
     return app

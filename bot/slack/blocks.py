@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from bot.core.models import CampaignInfo, Outcome, ProviderFacts, RequestState, StopRequest
+from bot.core.ports import AnnounceProblem
 from bot.core.recheck import RECHECKABLE
 from bot.core.render import PHASE_WARNINGS, STATUS_ICONS, campaign_summary, outcome_text, plain_who, timestamp
 from bot.core.results import Preview
+from bot.slack.health import TOKEN_ERRORS
 
 STOP_ACTION = "stopcampaign_confirm"
 CANCEL_ACTION = "stopcampaign_cancel"
@@ -213,11 +216,15 @@ def stopping_card(request: StopRequest, facts: ProviderFacts) -> Message:
     return _message(blocks, f"Stopping {provider} campaign {request.campaign_id}…")
 
 
-def ended_card(request: StopRequest, facts: ProviderFacts) -> Message:
-    """The card once the request has ended: its outcome, or why it was cancelled or expired."""
+def ended_card(request: StopRequest, facts: ProviderFacts, problems: Sequence[AnnounceProblem] = ()) -> Message:
+    """The card once the request has ended: its outcome (with what its posts could not do), or
+    why it was cancelled or expired."""
     provider = facts.display_name
     if request.state is RequestState.DONE and request.outcome is not None:
-        return outcome_message(request, request.outcome, facts)
+        message = outcome_message(request, request.outcome, facts)
+        if problems:
+            message["blocks"] = [*message["blocks"], context(*map(problem_text, problems))][:MAX_BLOCKS]
+        return message
     if request.state is RequestState.CANCELLED and (request.end_reason or "").startswith("declined"):
         who = user(request.ended_by.id) if request.ended_by else "an approver"
         comment = (request.end_reason or "").removeprefix("declined").removeprefix(": ")
@@ -247,6 +254,28 @@ def ended_card(request: StopRequest, facts: ProviderFacts) -> Message:
         context(f"request `{request.id}`"),
     ]
     return _message(blocks, f"{title}: {provider} campaign {request.campaign_id}. {body}")
+
+
+def conversation(channel: str) -> str:
+    """A channel as a Slack link (a DM has no name worth showing)."""
+    return "this direct message" if channel.startswith("D") else f"<#{channel}>"
+
+
+def problem_text(problem: AnnounceProblem) -> str:
+    """What one post of the outcome could not do, and what to do about it, in plain words."""
+    where, error = conversation(problem.channel), escape(problem.error)
+    invite = "invite @stopcampaign there (`/invite @stopcampaign`)"
+    if problem.error in TOKEN_ERRORS:
+        return (f":warning: Slack refuses the app's token ({error}): the post in {where} is kept and goes out "
+                "once Slack accepts the token again.")
+    if problem.state == "waiting":
+        return f":hourglass_flowing_sand: The post in {where} is still owed (Slack answered {error}); tried again soon."
+    if problem.target == "incident":
+        return f":warning: {where} did not accept the post ({error}): {invite}."
+    if problem.state == "rerouted":
+        return (f":information_source: stopcampaign could not post in {where} itself ({error}), so the outcome "
+                f"went through Slack's reply link; {invite} to get outcomes there and keep them up to date.")
+    return f":warning: The outcome could not be posted in {where} ({error}): {invite}."
 
 
 def dashboard_link(facts: ProviderFacts, campaign_id: str) -> str | None:

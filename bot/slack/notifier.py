@@ -17,23 +17,26 @@ from bot.core.models import AuditEntry, Outcome, ProviderFacts, RequestState, St
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.core.render import trail_lines
 from bot.metrics import SLACK_ERRORS
-from bot.slack.blocks import clip, ended_card, escape, outcome_message, record_started, record_waiting, user
+from bot.slack.blocks import (
+    MAX_BLOCKS,
+    clip,
+    context,
+    ended_card,
+    escape,
+    outcome_message,
+    record_started,
+    record_waiting,
+    user,
+)
+from bot.slack.health import CONVERSATION_ERRORS, TOKEN_ERRORS, SlackHealth
 from bot.slack.responder import post_response, retry_after
 
 log = logging.getLogger(__name__)
 
-# Slack errors that no retry can fix (the rest, such as ratelimited or fatal_error, are retried).
-PERMANENT_ERRORS = frozenset(
+# Slack errors that no retry can fix (the rest, such as ratelimited or fatal_error, are retried;
+# a refused token is held: retried until Slack accepts it again, never given up).
+PERMANENT_ERRORS = CONVERSATION_ERRORS | frozenset(
     {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "channel_is_archived",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
         "missing_scope",
         "no_permission",
         "restricted_action",
@@ -51,10 +54,17 @@ PERMANENT_ERRORS = frozenset(
 class SlackNotifier:
     """Posts outcome messages with chat.postMessage and updates cards of expired requests."""
 
-    def __init__(self, client: AsyncWebClient, incident_channel: str | None, catalog: ProviderCatalog) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        incident_channel: str | None,
+        catalog: ProviderCatalog,
+        health: SlackHealth | None = None,
+    ) -> None:
         self.client = client
         self.incident_channel = incident_channel
         self.catalog = catalog
+        self.health = health or SlackHealth(incident_channel)
         self._workspace_url: str | None = None
 
     def targets(self, request: StopRequest) -> list[tuple[str, str]]:
@@ -89,23 +99,37 @@ class SlackNotifier:
         except SlackApiError as exc:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = str(data.get("error") or f"HTTP {exc.response.status_code}")
-            permanent = error in PERMANENT_ERRORS
             SLACK_ERRORS.labels(method, error).inc()
-            if permanent and target == "channel" and method == "chat.postMessage":
-                # The requester still sees the outcome on their card; say why the channel did not.
-                await post_response(
-                    request.response_url,
-                    {"text": f"The outcome could not be posted in this channel ({error}): "
-                             "invite the app to the channel or check its scopes."},
-                    replace=False,
-                )
+            if error in TOKEN_ERRORS:
+                self.health.token_refused(error)
+                raise DeliveryError(error, permanent=False, hold=True) from None
+            refused = error in CONVERSATION_ERRORS
+            if refused and target == "incident":
+                self.health.incident_refused(error)
             wait = retry_after(exc.response.headers) if exc.response.status_code == 429 else None
-            raise DeliveryError(error, permanent=permanent, retry_after=wait) from None
+            raise DeliveryError(
+                error, permanent=error in PERMANENT_ERRORS, retry_after=wait, conversation_refused=refused
+            ) from None
         except Exception as exc:  # connection refused, timeouts: Slack unreachable, try again later
             SLACK_ERRORS.labels(method, type(exc).__name__).inc()
             raise DeliveryError(type(exc).__name__, permanent=False) from None
+        self.health.slack_accepted(incident=target == "incident")
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None
+
+    async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
+        """The outcome, posted for everyone in the request's conversation through its reply link
+        (the app is not in that conversation), saying how to let the app post there itself."""
+        facts = facts_for(self.catalog, request.provider, request.account)
+        message = outcome_message(request, outcome, facts)
+        note = context(f":information_source: stopcampaign cannot post in this conversation itself ({refusal}), so "
+                       "it answered through the command's reply link. Invite it (`/invite @stopcampaign`) so it can "
+                       "post outcomes here and keep them up to date.")
+        message["blocks"] = [*message["blocks"], note][:MAX_BLOCKS]
+        return await post_response(
+            request.response_url, message, replace=False, ephemeral=False,
+            issued_at=request.response_url_at or request.created_at,
+        )
 
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
@@ -173,7 +197,8 @@ class SlackNotifier:
         """Replace the request's card by its ended state, without buttons (its response_url is valid
         for 30 minutes; past that the card keeps its buttons, and a click is told the request ended)."""
         facts = facts_for(self.catalog, request.provider, request.account)
-        await post_response(request.response_url, ended_card(request, facts), replace=True)
+        await post_response(request.response_url, ended_card(request, facts), replace=True,
+                            issued_at=request.response_url_at or request.created_at)
 
     async def _context(
         self, request: StopRequest, target: str, link_ts: str | None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from cachetools import TTLCache
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -15,10 +17,18 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.core.models import utcnow
 from bot.metrics import SLACK_ERRORS
 
 log = logging.getLogger(__name__)
 
+
+RESPONSE_URL_USES = 5
+"""Slack takes at most five posts through one response_url…"""
+RESPONSE_URL_LIFETIME = timedelta(minutes=29)
+"""…within 30 minutes of issuing it (a minute spared for clocks and the post's own time)."""
+_uses: TTLCache[str, int] = TTLCache(maxsize=50_000, ttl=1800)
+"""How often this process used each response_url (it cannot know about other processes)."""
 
 MAX_RATE_LIMIT_WAIT = 5
 """The longest Retry-After the client sleeps through itself; a longer one fails the call at once,
@@ -57,10 +67,26 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     return [CappedRateLimitRetryHandler(max_retry_count=2), AsyncConnectionErrorRetryHandler(max_retry_count=2)]
 
 
-async def post_response(url: str | None, message: dict[str, Any], *, replace: bool, ephemeral: bool = True) -> bool:
-    """Send `message` to a response_url. True when Slack accepted it; never raises."""
+async def post_response(
+    url: str | None,
+    message: dict[str, Any],
+    *,
+    replace: bool,
+    ephemeral: bool = True,
+    issued_at: datetime | None = None,
+) -> bool:
+    """Send `message` to a response_url (issued by Slack at `issued_at`, when known). True when
+    Slack accepted it; never raises. A link past Slack's limits (30 minutes, 5 uses) is not tried."""
     if not url:
         return False
+    if issued_at is not None and utcnow() - issued_at > RESPONSE_URL_LIFETIME:
+        log.info("a response_url older than %s was not used", RESPONSE_URL_LIFETIME)
+        return False
+    used = _uses.get(url, 0)
+    if used >= RESPONSE_URL_USES:
+        log.info("a response_url already used %d times was not used again", used)
+        return False
+    _uses[url] = used + 1
     body: dict[str, Any] = dict(message)
     if replace:
         body["replace_original"] = True

@@ -7,12 +7,13 @@ that every Slack limit (text lengths, option counts, block counts) is checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.core.models import ProviderHealth, ProviderKind, StopRequest
 from bot.core.render import request_status, timestamp
 from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION, clip, context, escape, header, section, user
+from bot.slack.health import SlackProblem
 
 FORM_CALLBACK = "stopcampaign_form"
 FORM_SHORTCUT = "stopcampaign_open_form"
@@ -98,30 +99,6 @@ def stop_form(
     }
 
 
-def form_values(view: dict[str, Any]) -> tuple[str | None, str | None, str | None, str | None]:
-    """(target, campaign id, reason, channel) from a submitted form; None for what is missing."""
-    state = view.get("state")
-    values = state.get("values") if isinstance(state, dict) else None
-    if not isinstance(values, dict):
-        return None, None, None, None
-
-    def field(block: str, action: str, key: str) -> str | None:
-        element = values.get(block, {}).get(action) if isinstance(values.get(block), dict) else None
-        if not isinstance(element, dict):
-            return None
-        value = element.get(key)
-        if key == "selected_option":
-            value = value.get("value") if isinstance(value, dict) else None
-        return value if isinstance(value, str) else None
-
-    return (
-        field(TARGET_BLOCK, TARGET_ACTION, "selected_option"),
-        field(CAMPAIGN_BLOCK, CAMPAIGN_ACTION, "value"),
-        field(REASON_BLOCK, REASON_ACTION, "value"),
-        field(CHANNEL_BLOCK, CHANNEL_ACTION, "selected_conversation"),
-    )
-
-
 def _request_line(request: StopRequest) -> str:
     reason = f" · {escape(clip(request.reason, 80))}" if request.reason else ""
     return (
@@ -157,11 +134,14 @@ def home_view(
     team: list[StopRequest],
     targets: list[tuple[ProviderKind, list[str]]],
     health: Callable[[str, str], ProviderHealth | None] | None = None,
+    slack_problems: Sequence[SlackProblem] = (),
 ) -> View:
-    """The Home tab: what waits for `viewer` (with its buttons), their recent stops and the
-    team's, the configured providers, and a button that opens the form."""
-    blocks: list[dict[str, Any]] = [
-        header("stopcampaign"),
+    """The Home tab: what is wrong with Slack (a refused token, an incident channel that does not
+    take posts), what waits for `viewer` (with its buttons), their recent stops and the team's,
+    the configured providers, and a button that opens the form."""
+    blocks: list[dict[str, Any]] = [header("stopcampaign")]
+    blocks += [section(f":warning: {problem.message}") for problem in slack_problems[:5]]
+    blocks += [
         {
             "type": "actions",
             "elements": [{"type": "button", "style": "danger", "action_id": FORM_SHORTCUT,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision (a test checks it against the scripts). Knowing it without importing
 Alembic keeps the start of an up-to-date process fast: Alembic loads only to migrate."""
 _LOCK_KEY = 0x5C0FFEE  # pg_advisory_xact_lock key shared by every stopcampaign process

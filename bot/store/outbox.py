@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 
 from bot.core.models import RequestState, utcnow
-from bot.core.ports import OutboxPost
+from bot.core.ports import AnnounceProblem, OutboxPost
 from bot.store.database import Database, append_audit
 from bot.store.schema import outbox, stop_requests
 
@@ -72,9 +72,16 @@ class OutboxRows(Database):
         return token if result.rowcount == 1 else None
 
     async def delivered(
-        self, delivery: OutboxPost, message_ts: str | None, lease: str | None = None, *, started: bool = False
+        self,
+        delivery: OutboxPost,
+        message_ts: str | None,
+        lease: str | None = None,
+        *,
+        started: bool = False,
+        note: str | None = None,
     ) -> bool:
-        """The post was accepted: recorded only for the holder of `lease` (False: it had lost it).
+        """The post was accepted (`note`: how it had to go, kept as the row's last error): recorded
+        only for the holder of `lease` (False: it had lost it).
 
         With `started` it was the live record's first message: the post stays owed its update
         (``started``, or due again at once when the outcome came meanwhile)."""
@@ -94,7 +101,7 @@ class OutboxRows(Database):
                 query.values(
                     state=state,
                     message_ts=message_ts or delivery.message_ts,
-                    last_error=None,
+                    last_error=note,
                     updated_at=now,
                     next_attempt_at=now,
                     lease_token=None if started else outbox.c.lease_token,
@@ -104,7 +111,10 @@ class OutboxRows(Database):
             if result.rowcount != 1:
                 return False
             event_name = "record_started" if started else "announced"
-            detail = {"target": delivery.target, "channel": delivery.channel, "attempt": delivery.attempts + 1}
+            detail: dict[str, Any] = {"target": delivery.target, "channel": delivery.channel,
+                                      "attempt": delivery.attempts + 1}
+            if note:
+                detail["note"] = note
             await append_audit(conn, delivery.request_id, event_name, None, None, None, detail)
         return True
 
@@ -141,6 +151,19 @@ class OutboxRows(Database):
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return row[0] if row else None
+
+    async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
+        """The request's posts that met trouble: rerouted (sent with a note), given up, or waiting."""
+        query = (
+            select(outbox.c.target, outbox.c.channel, outbox.c.state, outbox.c.last_error)
+            .where(outbox.c.request_id == request_id)
+            .where(outbox.c.last_error.is_not(None))
+            .order_by(outbox.c.id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        states = {"sent": "rerouted", "started": "rerouted", "failed": "failed"}
+        return [AnnounceProblem(r.target, r.channel, r.last_error, states.get(r.state, "waiting")) for r in rows]
 
     async def outbox_depth(self) -> int:
         """Posts still owed (pending)."""

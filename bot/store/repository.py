@@ -280,17 +280,26 @@ class Store(OutboxRows, AttemptRows, GroupRows):
         return True
 
     async def claim_for_execution(
-        self, request_id: str, actor: Actor, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+        self,
+        request_id: str,
+        actor: Actor,
+        now: datetime | None = None,
+        deliveries: Sequence[tuple[str, str]] = (),
+        response_url: str | None = None,
     ) -> bool:
         """pending → executing, for the one caller whose click wins, before the request expires;
-        `deliveries` are the live record's posts ("… is stopping …"), owed from now on."""
+        `deliveries` are the live record's posts ("… is stopping …"), owed from now on;
+        `response_url` a newer reply link for the request's conversation (the click's)."""
+        values: dict[str, Any] = {"confirmed_by_json": _actor_json(actor)}
+        if response_url:
+            values |= {"response_url": response_url, "response_url_at": utcnow()}
         return await self.transition(
             request_id,
             [RequestState.PENDING],
             RequestState.EXECUTING,
             event_name="confirmed",
             actor=actor,
-            values={"confirmed_by_json": _actor_json(actor)},
+            values=values,
             unexpired_at=now or utcnow(),
             stamp="confirmed_at",
             deliveries=deliveries,
@@ -442,6 +451,16 @@ class Store(OutboxRows, AttemptRows, GroupRows):
             silent_for=silent_for,
         )
 
+    async def refresh_response_url(self, request_id: str, response_url: str) -> None:
+        """Keep a newer reply link for the request's conversation (a click's, issued now)."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .values(response_url=response_url, response_url_at=now)
+            )
+
     async def set_preview(self, request_id: str, preview: CampaignInfo | None, note: str | None = None) -> None:
         """Keep what the provider said about the campaign before the stop."""
         # The preview may come back before this process's deferred insert of the request has
@@ -470,6 +489,7 @@ def _to_request(row: Row[Any]) -> StopRequest:
         team_id=row.team_id,
         channel_id=row.channel_id,
         response_url=row.response_url,
+        response_url_at=aware(row.response_url_at),
         state=RequestState(row.state),
         two_person=bool(row.two_person),
         created_at=aware(row.created_at) or utcnow(),

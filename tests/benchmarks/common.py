@@ -58,13 +58,13 @@ def signed_headers(body: bytes) -> dict[str, str]:
 
 def command_body(text: str, response_url: str, *, user: str = REQUESTER, channel: str = CHANNEL) -> bytes:
     """A ``/stopcampaign`` slash command payload (the e2e tests' builder)."""
-    return slack_requests.command_body(text, response_url, user=user, channel=channel, team="T0BENCH")
+    return slack_requests.command_body(text, response_url, user=user, channel=channel)
 
 
 def click_body(value: str, response_url: str, *, action_id: str = STOP_ACTION, user: str = REQUESTER) -> bytes:
     """A ``block_actions`` payload for a click on a card button carrying `value` (the request id)."""
     payload = slack_requests.block_actions_payload(
-        value, response_url, user=user, channel=CHANNEL, action_id=action_id, team="T0BENCH"
+        value, response_url, user=user, channel=CHANNEL, action_id=action_id
     )
     return slack_requests.interactive_body(payload)
 

@@ -26,6 +26,8 @@ INCIDENT = "C0INCIDENT"
 CHANNEL = "C0CHANNEL"
 REQUESTER = "U0ALICE"
 OTHER = "U0BOB"
+STARTUP_CHECK = ("auth.test", "conversations.info")
+"""What `serve` asks Slack once at start (the token, the incident channel), before any request."""
 
 
 def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
@@ -67,13 +69,21 @@ class AppUnderTest:
         user: str = REQUESTER,
         payload_extra: dict[str, Any] | None = None,
         response_url: str | None = None,
+        surface: str | None = None,
+        channel: str = CHANNEL,
     ) -> httpx.Response:
+        """A click on the button `action_id` carrying `value`, as Slack sends it from `surface`
+        (by default where that button usually is)."""
         payload = slack_requests.block_actions_payload(
-            value, response_url or self.slack.response_url(), user=user, channel=CHANNEL, action_id=action_id
+            value, response_url or self.slack.response_url(), user=user, channel=channel, action_id=action_id,
+            surface=surface,
         )
         payload.update(payload_extra or {})
-        body = slack_requests.interactive_body(payload)
-        return await self.post_signed(body, "application/x-www-form-urlencoded")
+        return await self.interactive(payload)
+
+    async def interactive(self, payload: dict[str, Any]) -> httpx.Response:
+        """Post an interactive payload (``payload=<json>``) as Slack does."""
+        return await self.post_signed(slack_requests.interactive_body(payload), "application/x-www-form-urlencoded")
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -152,7 +162,9 @@ async def start_app(
         started.append((server, http))
         ready = await http.get(f"{server.url}/healthz")  # queued until the lifespan has started
         assert ready.status_code == 200, ready.text
-        return AppUnderTest(url=server.url, web=web, slack=fake_slack, sandbox=box, http=http, server=server)
+        app = AppUnderTest(url=server.url, web=web, slack=fake_slack, sandbox=box, http=http, server=server)
+        await app.runtime.tasks.wait_idle()  # the start-up check of Slack (token, incident channel) is done
+        return app
 
     yield start
     box.release_held()

@@ -213,18 +213,6 @@ async def test_history_and_status_follow_the_policy(start_app: StartApp, tmp_pat
     assert "secret reason" in status and "Not allowed" not in status
 
 
-def decline_submission(request_id: str, card_url: str, user: str, comment: str) -> dict[str, Any]:
-    from bot.slack.listeners import decline
-
-    return {
-        "type": "view_submission", "team": {"id": "T0FAKE"}, "user": {"id": user}, "trigger_id": "t",
-        "view": {"id": "V2", "type": "modal", "callback_id": decline.CALLBACK,
-                 "private_metadata": json.dumps({"request": request_id, "card": card_url}),
-                 "state": {"values": {decline.COMMENT_BLOCK: {decline.COMMENT_ACTION: {"type": "plain_text_input",
-                                                                                       "value": comment}}}}},
-    }
-
-
 async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start_app: StartApp, tmp_path: Path) -> None:
     app = await policy_app(start_app, tmp_path)
     ack = await app.command(f"sonarly {SONARLY_RUNNING} wrong list", user=ALICE)
@@ -238,18 +226,14 @@ async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start
     waiting = [m for m in app.slack.messages() if m.body["channel"] != BOB]
     assert all("Waiting for approval (two-person rule)" in message_text(m.body) for m in waiting)
 
-    await app.click(DECLINE_ACTION, request_id, user=BOB, payload_extra={"trigger_id": "trigger-decline"})
+    await app.click(DECLINE_ACTION, request_id, user=BOB)
     opened = await app.slack.wait_for("views.open", 1)
-    assert opened[0].body["trigger_id"] == "trigger-decline"
+    assert opened[0].body["trigger_id"]  # the click's, from Slack
     card_url = app.slack.response_url()
-    refused = await app.post_signed(
-        slack_requests.interactive_body(decline_submission(request_id, card_url, CAROL, "no")),
-        "application/x-www-form-urlencoded",
-    )
+    refused = await app.interactive(slack_requests.decline_submission(request_id, card_url, user=CAROL, comment="no"))
     assert refused.json()["response_action"] == "errors" and "S0LEADS" in json.dumps(refused.json())
-    declined = await app.post_signed(
-        slack_requests.interactive_body(decline_submission(request_id, card_url, BOB, "wrong list, use the EU one")),
-        "application/x-www-form-urlencoded",
+    declined = await app.interactive(
+        slack_requests.decline_submission(request_id, card_url, user=BOB, comment="wrong list, use the EU one")
     )
     assert declined.json() == {"response_action": "clear"}
     await app.runtime.tasks.wait_idle()

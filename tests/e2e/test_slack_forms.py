@@ -14,46 +14,22 @@ from tests.e2e.conftest import CHANNEL, INCIDENT, REQUESTER, AppUnderTest, butto
 CLEVERTAP = "1457432766"
 
 
-async def post_payload(app: AppUnderTest, payload: dict[str, Any]) -> Any:
-    return await app.post_signed(slack_requests.interactive_body(payload), "application/x-www-form-urlencoded")
-
-
-def shortcut(callback_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "shortcut", "callback_id": callback_id, "trigger_id": "trigger-123",
-        "user": {"id": REQUESTER, "username": "alice", "team_id": "T0FAKE"}, "team": {"id": "T0FAKE"},
-        "token": "legacy", "action_ts": "1700000000.1", **extra,
-    }
-
-
 def submission(app: AppUnderTest, target: str | None, campaign: str | None, reason: str = "") -> dict[str, Any]:
-    values: dict[str, Any] = {
-        views.TARGET_BLOCK: {views.TARGET_ACTION: {"type": "static_select",
-                                                   "selected_option": {"value": target} if target else None}},
-        views.CAMPAIGN_BLOCK: {views.CAMPAIGN_ACTION: {"type": "plain_text_input", "value": campaign}},
-        views.REASON_BLOCK: {views.REASON_ACTION: {"type": "plain_text_input", "value": reason or None}},
-        views.CHANNEL_BLOCK: {views.CHANNEL_ACTION: {"type": "conversations_select", "selected_conversation": CHANNEL}},
-    }
-    return {
-        "type": "view_submission", "team": {"id": "T0FAKE"}, "token": "legacy", "trigger_id": "trigger-456",
-        "user": {"id": REQUESTER, "username": "alice", "team_id": "T0FAKE"},
-        "view": {"id": "V1", "type": "modal", "callback_id": views.FORM_CALLBACK,
-                 "private_metadata": json.dumps({"channel": CHANNEL}), "state": {"values": values}},
-        "response_urls": [{"block_id": views.CHANNEL_BLOCK, "action_id": views.CHANNEL_ACTION, "channel_id": CHANNEL,
-                           "response_url": app.slack.response_url()}],
-    }
+    return slack_requests.form_submission(
+        user=REQUESTER, channel=CHANNEL, response_url=app.slack.response_url(), target=target, campaign_id=campaign,
+        reason=reason,
+    )
 
 
 async def opened_view(app: AppUnderTest, count: int = 1) -> dict[str, Any]:
     calls = await app.slack.wait_for("views.open", count)
-    assert calls[-1].body["trigger_id"] == "trigger-123"
     view = calls[-1].body["view"]
     decoded: dict[str, Any] = json.loads(view) if isinstance(view, str) else view
     return decoded
 
 
 async def test_the_global_shortcut_opens_the_form_with_the_configured_accounts(app: AppUnderTest) -> None:
-    answer = await post_payload(app, shortcut(views.FORM_SHORTCUT))
+    answer = await app.interactive(slack_requests.shortcut_payload(user=REQUESTER))
     assert answer.status_code == 200
     view = await opened_view(app)
     assert view["callback_id"] == views.FORM_CALLBACK
@@ -64,7 +40,6 @@ async def test_the_global_shortcut_opens_the_form_with_the_configured_accounts(a
 
 async def test_a_command_with_no_text_opens_the_form_and_help_stays_text(app: AppUnderTest) -> None:
     body = slack_requests.command_body("", app.slack.response_url(), user=REQUESTER, channel=CHANNEL)
-    body = body.replace(b"trigger_id=123.456.abc", b"trigger_id=trigger-123")
     answer = await app.post_signed(body, "application/x-www-form-urlencoded")
     assert answer.status_code == 200 and answer.text == ""
     view = await opened_view(app)
@@ -80,14 +55,14 @@ async def test_invalid_form_values_are_shown_inline_and_nothing_is_stored(app: A
         ("nosuch:default", CLEVERTAP, views.TARGET_BLOCK),
         (None, CLEVERTAP, views.TARGET_BLOCK),
     ):
-        answer = await post_payload(app, submission(app, target, campaign))
+        answer = await app.interactive(submission(app, target, campaign))
         assert answer.status_code == 200
         assert answer.json()["response_action"] == "errors" and field in answer.json()["errors"], answer.json()
     assert await app.runtime.store.history(limit=5) == []
 
 
 async def test_a_valid_form_leads_to_the_same_card_and_stop(app: AppUnderTest) -> None:
-    answer = await post_payload(app, submission(app, "clevertap:default", CLEVERTAP, "wrong segment"))
+    answer = await app.interactive(submission(app, "clevertap:default", CLEVERTAP, "wrong segment"))
     assert answer.json() == {"response_action": "clear"}
     cards = await app.slack.wait_for("response_url", 1)
     card = cards[-1].body
@@ -102,14 +77,10 @@ async def test_a_valid_form_leads_to_the_same_card_and_stop(app: AppUnderTest) -
 
 
 async def test_the_message_shortcut_prefills_the_form_from_an_alert(app: AppUnderTest) -> None:
-    message = {
-        "type": "message", "ts": "1700000000.000200", "user": "U0ALERTS",
-        "text": "Spike in unsubscribes: <https://eu1.dashboard.clevertap.com/W9R-A/campaigns/campaign/"
-                f"{CLEVERTAP}/report|campaign report>",
-    }
-    payload = shortcut(views.MESSAGE_SHORTCUT, type="message_action", message=message,
-                       channel={"id": CHANNEL, "name": "alerts"}, response_url=app.slack.response_url())
-    assert (await post_payload(app, payload)).status_code == 200
+    text = ("Spike in unsubscribes: <https://eu1.dashboard.clevertap.com/W9R-A/campaigns/campaign/"
+            f"{CLEVERTAP}/report|campaign report>")
+    payload = slack_requests.message_shortcut_payload(text, app.slack.response_url(), user=REQUESTER, channel=CHANNEL)
+    assert (await app.interactive(payload)).status_code == 200
     view = await opened_view(app)
     assert view["blocks"][0]["element"]["initial_option"]["value"] == "clevertap:default"
     assert view["blocks"][1]["element"]["initial_value"] == CLEVERTAP
@@ -119,11 +90,7 @@ async def test_the_home_tab_shows_what_waits_and_is_refreshed_after_a_click(app:
     ack = await app.command(f"clevertap {CLEVERTAP} wrong segment")
     request_id = buttons(ack.json())[STOP_ACTION]["value"]
     await app.runtime.tasks.wait_idle()
-    event = {
-        "type": "event_callback", "team_id": "T0FAKE", "api_app_id": "A0APP", "event_id": "Ev1", "event_time": 1,
-        "event": {"type": "app_home_opened", "user": REQUESTER, "channel": "D0ALICE", "tab": "home"},
-    }
-    answer = await app.post_signed(json.dumps(event).encode(), "application/json")
+    answer = await app.post_signed(slack_requests.home_opened_body(REQUESTER, "Ev0HOME1"), "application/json")
     assert answer.status_code == 200
     published = await app.slack.wait_for("views.publish", 1)
     assert published[-1].body["user_id"] == REQUESTER
@@ -132,7 +99,7 @@ async def test_the_home_tab_shows_what_waits_and_is_refreshed_after_a_click(app:
     assert home["type"] == "home" and buttons(home)[STOP_ACTION]["value"] == request_id
     assert views.FORM_SHORTCUT in buttons(home)
 
-    await app.click(STOP_ACTION, request_id, payload_extra={"container": {"type": "view", "view_id": "V1"}})
+    await app.click(STOP_ACTION, request_id, surface="block_actions.stop.home")
     await app.slack.wait_for_outcomes(2)
     refreshed = await app.slack.wait_for("views.publish", 2)
     await app.runtime.tasks.wait_idle()

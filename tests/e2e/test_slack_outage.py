@@ -55,12 +55,12 @@ async def test_a_short_outage_is_retried_by_the_same_process(app: AppUnderTest) 
 
 
 async def test_a_permanent_refusal_is_recorded_and_not_retried(app: AppUnderTest) -> None:
-    app.slack.fail("chat.postMessage", Failure(kind="error", error="channel_not_found"))  # the channel post
+    app.slack.fail("chat.postMessage", Failure(kind="error", error="invalid_blocks"))  # the channel post
     request_id = await stop_one(app)
     assert await app.runtime.store.outbox_depth() == 0
     trail = await app.runtime.store.audit(request_id)
     failed = [e.detail for e in trail if e.event == "announce_failed"]
-    assert failed == [{"target": "channel", "error": "channel_not_found", "will_retry": False, "attempt": 1}]
+    assert failed == [{"target": "channel", "error": "invalid_blocks", "will_retry": False, "attempt": 1}]
     assert [e.detail["target"] for e in trail if e.event == "announced"] == ["incident"]
-    notices = [c.body for c in app.slack.of("response_url") if c.body.get("replace_original") is False]
-    assert any("channel_not_found" in message_text(n) for n in notices)  # told another way
+    card = app.slack.of("response_url")[-1].body  # the requester's card, replaced by the outcome
+    assert card.get("replace_original") is True and "invalid_blocks" in message_text(card)  # told another way

@@ -31,12 +31,13 @@ from bot.core.models import (
     StopRequest,
     utcnow,
 )
+from bot.core.outbox import MAX_ATTEMPTS
 from bot.core.parsing import StopCommand
 from bot.core.policy import Policy, PolicyConfig
 from bot.core.ports import AttemptLog, DeliveryError, PreviewUnavailable
 from bot.core.service import StopService
 from bot.store.repository import Store
-from bot.store.schema import stop_requests
+from bot.store.schema import outbox, stop_requests
 
 ALICE = Actor(id="U0ALICE")
 BOB = Actor(id="U0BOB")
@@ -116,6 +117,15 @@ class FakeNotifier:
     records: list[tuple[str, str, str]] = field(default_factory=list)
     """The live records' first messages ("… is stopping …"); `posts` holds the outcomes."""
     failures: list[DeliveryError] = field(default_factory=list)
+    replies: list[tuple[str, str]] = field(default_factory=list)
+    """Outcomes posted through the request's reply link (the conversation refused the app)."""
+    reply_ok: bool = True
+    refusing: dict[str, str] = field(default_factory=dict)
+    """Channels that refuse the app's posts, with Slack's error (as a private channel it is not in)."""
+
+    def _refuse(self, channel: str) -> None:
+        if channel in self.refusing:
+            raise DeliveryError(self.refusing[channel], permanent=True, conversation_refused=True)
 
     def targets(self, request: StopRequest) -> list[tuple[str, str]]:
         return [("channel", request.channel_id or "C0"), ("incident", "C0INC")]
@@ -123,6 +133,7 @@ class FakeNotifier:
     async def post(
         self, request: StopRequest, outcome: Outcome, target: str, channel: str, link_ts: str | None
     ) -> str | None:
+        self._refuse(channel)
         if self.failures:
             raise self.failures.pop(0)
         self.posts.append((request.id, target, channel))
@@ -131,9 +142,14 @@ class FakeNotifier:
     async def card_ended(self, request: StopRequest) -> None:
         self.posts.append((request.id, "expired", request.channel_id or ""))
 
+    async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
+        self.replies.append((request.id, refusal))
+        return self.reply_ok
+
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
     ) -> str | None:
+        self._refuse(channel)
         if self.failures:
             raise self.failures.pop(0)
         self.records.append((request.id, target, channel))
@@ -368,3 +384,44 @@ async def test_a_post_slack_cannot_take_now_is_retried_and_a_permanent_refusal_i
     assert due == []  # the retry waits for its backoff; the permanent failure never comes back
     events = [(e.event, e.detail.get("will_retry")) for e in await core.store.audit(request_id)]
     assert ("announce_failed", True) in events and ("announce_failed", False) in events
+
+
+async def test_a_conversation_that_refuses_the_app_gets_the_outcome_through_its_reply_link(core: Core) -> None:
+    core.notifier.refusing["C0CHAN"] = "not_in_channel"
+    request_id = await new_request(core)
+    await core.service.confirm(request_id, ALICE)
+    assert core.notifier.replies == [(request_id, "not_in_channel")]  # once: the record was not worth a use
+    assert core.notifier.posts == [(request_id, "incident", "C0INC")]
+    problems = await core.service.announce_problems(request_id)
+    assert [(p.target, p.channel, p.error, p.state) for p in problems] == [
+        ("channel", "C0CHAN", "not_in_channel", "rerouted")
+    ]
+    assert await core.store.outbox_depth() == 0
+
+
+async def test_without_a_reply_link_a_refused_conversation_is_a_recorded_failure(core: Core) -> None:
+    core.notifier.refusing["C0CHAN"] = "channel_not_found"
+    core.notifier.reply_ok = False
+    request_id = await new_request(core)
+    await core.service.confirm(request_id, ALICE)
+    problems = await core.service.announce_problems(request_id)
+    assert [(p.target, p.error, p.state) for p in problems] == [
+        ("channel", "channel_not_found, and no reply link is left", "failed")
+    ]
+    assert await core.store.outbox_depth() == 0  # not retried: nothing can change that
+
+
+async def test_a_post_held_by_a_refused_token_is_never_given_up(core: Core) -> None:
+    held = DeliveryError("invalid_auth", permanent=False, hold=True)
+    core.notifier.failures = [held, held, held, held]  # both records, then both outcome posts
+    request_id = await new_request(core)
+    await core.service.confirm(request_id, ALICE)
+    async with core.store.engine.begin() as conn:  # as if it had failed every time for hours
+        await conn.execute(update(outbox).values(attempts=MAX_ATTEMPTS + 5, next_attempt_at=utcnow()))
+    core.notifier.failures = [held, held]
+    await core.service.deliver()
+    assert await core.store.outbox_depth() == 2  # still owed
+    problems = await core.service.announce_problems(request_id)
+    assert {(p.target, p.error, p.state) for p in problems} == {
+        ("channel", "invalid_auth", "waiting"), ("incident", "invalid_auth", "waiting")
+    }

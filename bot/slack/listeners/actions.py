@@ -1,4 +1,5 @@
-"""The Stop and Cancel buttons. A button carries only the request id; the rest comes from the store."""
+"""The Stop, Cancel and Check again buttons. A button carries only the request id; the rest
+comes from the store."""
 
 from __future__ import annotations
 
@@ -11,82 +12,67 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.models import Actor, StopRequest
-from bot.core.results import ClickResult
+from bot.core.results import ClickResult, ReplyLink
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners import home
+from bot.slack.payloads import ButtonClick
+from bot.slack.reading import reading
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_ID = 64
-
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
-    """Wire the two buttons."""
+    """Wire the three buttons."""
 
-    async def stop_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @reading(ButtonClick, "Stop click")
+    async def stop_clicked(click: ButtonClick, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        click = _click(body)
-        if click is not None:
-            deps.tasks.spawn(_then_refresh_home(run_stop(*click, deps), click[0], click[1], client, deps), name="stop")
+        deps.tasks.spawn(_then_refresh_home(run_stop(click, deps), click, client, deps), name="stop")
 
-    async def cancel_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @reading(ButtonClick, "Cancel click")
+    async def cancel_clicked(click: ButtonClick, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        click = _click(body)
-        if click is not None:
-            deps.tasks.spawn(
-                _then_refresh_home(run_cancel(*click, deps), click[0], click[1], client, deps), name="cancel"
-            )
+        deps.tasks.spawn(_then_refresh_home(run_cancel(click, deps), click, client, deps), name="cancel")
 
-    async def check_again_clicked(ack: AsyncAck, body: dict[str, Any]) -> None:
+    @reading(ButtonClick, "Check again click")
+    async def check_again_clicked(click: ButtonClick, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        click = _click(body)
-        if click is not None:
-            deps.tasks.spawn(run_check_again(*click, deps), name="check-again")
+        deps.tasks.spawn(run_check_again(click, deps), name="check-again")
 
     app.action(blocks.CHECK_AGAIN_ACTION)(check_again_clicked)
     app.action(blocks.STOP_ACTION)(stop_clicked)
     app.action(blocks.CANCEL_ACTION)(cancel_clicked)
 
 
+def actor_of(click: ButtonClick) -> Actor:
+    """Who clicked, as the core knows people."""
+    return Actor(id=click.user.id, name=click.user.display_name, source="slack")
+
+
+def reply_link(click: ButtonClick) -> ReplyLink:
+    """The click's reply link and the conversation it posts into."""
+    return ReplyLink(click.response_url, click.channel_id)
+
+
 async def _then_refresh_home(
-    work: Coroutine[Any, Any, None], request_id: str, actor: Actor, client: AsyncWebClient, deps: SlackDeps
+    work: Coroutine[Any, Any, None], click: ButtonClick, client: AsyncWebClient, deps: SlackDeps
 ) -> None:
     """Run a click, then refresh the Home tab of whoever it concerns (no button of an ended request stays)."""
     await work
-    request = await deps.service.request(request_id)
-    users = {actor.id}
+    request = await deps.service.request(click.request_id)
+    users = {click.user.id}
     if request is not None and request.requester.source == "slack":
         users.add(request.requester.id)
     for user_id in sorted(users):
         await home.publish_home(user_id, client, deps)
 
 
-def _click(body: dict[str, Any]) -> tuple[str, Actor, str | None] | None:
-    """(request id, who clicked, response_url) from a block_actions payload, or None if malformed."""
-    actions = body.get("actions")
-    user = body.get("user")
-    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict) or not isinstance(user, dict):
-        log.warning("malformed button payload ignored")
-        return None
-    request_id = actions[0].get("value")
-    user_id = user.get("id")
-    if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_REQUEST_ID:
-        log.warning("button payload without a usable request id")
-        return None
-    if not isinstance(user_id, str) or not user_id:
-        log.warning("button payload without a user")
-        return None
-    name = user.get("username") or user.get("name")
-    actor = Actor(id=user_id, name=name if isinstance(name, str) else None, source="slack")
-    response_url = body.get("response_url")
-    return request_id, actor, response_url if isinstance(response_url, str) else None
-
-
-async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+async def run_stop(click: ButtonClick, deps: SlackDeps) -> None:
     """Confirm: card → "stopping…", one provider call, outcome stored and posted, card → final."""
     stopping: list[asyncio.Task[bool]] = []
+    response_url = click.response_url
 
     async def show_stopping(request: StopRequest) -> None:
         preview = deps.previews.pop(request.id, None)
@@ -96,34 +82,47 @@ async def run_stop(request_id: str, actor: Actor, response_url: str | None, deps
         card = blocks.stopping_card(request, deps.service.facts(request.provider, request.account))
         stopping.append(asyncio.create_task(post_response(response_url, card, replace=True)))
 
-    result = await deps.service.confirm(request_id, actor, on_executing=show_stopping)
+    result = await deps.service.confirm(
+        click.request_id, actor_of(click), on_executing=show_stopping, reply=reply_link(click)
+    )
     if stopping:
         await asyncio.wait(stopping, timeout=15)  # the final card must land after "stopping…"
-    await _reply(result, actor, response_url, deps)
+    await _reply(result, click, deps)
 
 
-async def run_check_again(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+async def run_check_again(click: ButtonClick, deps: SlackDeps) -> None:
     """Check an open outcome again; the live records are updated in place by the outbox."""
-    result = await deps.service.check_again(request_id, actor)
+    result = await deps.service.check_again(click.request_id, actor_of(click), reply_link(click))
     if result.refused:
-        await post_response(response_url, blocks.notice(result.refusal), replace=False)
+        await post_response(click.response_url, blocks.notice(result.refusal), replace=False)
 
 
-async def run_cancel(request_id: str, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+async def run_cancel(click: ButtonClick, deps: SlackDeps) -> None:
     """Cancel: end the request without a provider call and say so on the card."""
-    result = await deps.service.cancel(request_id, actor)
-    await _reply(result, actor, response_url, deps)
+    result = await deps.service.cancel(click.request_id, actor_of(click))
+    await _reply(result, click, deps)
 
 
-async def _reply(result: ClickResult, actor: Actor, response_url: str | None, deps: SlackDeps) -> None:
+async def _reply(result: ClickResult, click: ButtonClick, deps: SlackDeps) -> None:
     request = result.request
     if request is not None:
-        facts = deps.service.facts(request.provider, request.account)
-        stale = result.refused and actor.id == request.requester.id and request.state.is_final
+        stale = result.refused and click.user.id == request.requester.id and request.state.is_final
         if not result.refused or stale:
-            # The card shows the request as it ended (for a refused requester: their card was stale).
-            await post_response(response_url, blocks.ended_card(request, facts), replace=True)
+            # The card shows the request as it ended (for a refused requester: their card was stale),
+            # with what the announcements could not do (a channel that refused the app…).
+            await post_response(click.response_url, await ended_card(request, deps), replace=True)
     elif result.refused:
         log.info("click on an unknown request")
     if result.refused:
-        await post_response(response_url, blocks.notice(result.refusal), replace=False)
+        await post_response(click.response_url, blocks.notice(result.refusal), replace=False)
+
+
+async def ended_card(request: StopRequest, deps: SlackDeps) -> blocks.Message:
+    """The card of an ended request, with the announcement problems known so far."""
+    facts = deps.service.facts(request.provider, request.account)
+    try:
+        problems = await deps.service.announce_problems(request.id)
+    except Exception as exc:  # the card matters more than its footnote
+        log.warning("could not read the announcement problems: %s", type(exc).__name__)
+        problems = []
+    return blocks.ended_card(request, facts, problems)

@@ -23,6 +23,8 @@ from bot.metrics import COMMANDS
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
 from bot.slack.listeners import forms
+from bot.slack.payloads import SlashCommand
+from bot.slack.reading import reading
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
@@ -35,21 +37,23 @@ PRE_ACK_BUDGET = 2.0
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Wire the slash command."""
 
-    async def stopcampaign(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        if not _text(body.get("text")) and deps.service.targets() and forms.open_form(body, client, deps):
+    @reading(SlashCommand, "slash command")
+    async def stopcampaign(command: SlashCommand, ack: AsyncAck, client: AsyncWebClient) -> None:
+        if not command.text.strip() and deps.service.targets() and command.trigger_id:
             COMMANDS.labels("form").inc()
             await ack()  # no text: the form opens instead (`/stopcampaign help` is the text help)
+            forms.open_form(command.trigger_id, command.channel_id, client, deps)
             return
-        await handle_command(ack, body, deps, client)
+        await handle_command(ack, command, deps, client)
 
     app.command(COMMAND)(stopcampaign)
 
 
-async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps, client: AsyncWebClient) -> None:
+async def handle_command(ack: AsyncAck, slash: SlashCommand, deps: SlackDeps, client: AsyncWebClient) -> None:
     """Answer one slash command; never raises."""
     service = deps.service
     try:
-        command = service.parse(_text(body.get("text")))
+        command = service.parse(slash.text.strip())
     except UsageError as exc:
         COMMANDS.labels("invalid").inc()
         await ack(response_type="ephemeral", **blocks.usage_error(str(exc)))
@@ -59,24 +63,19 @@ async def handle_command(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps, c
         await ack(response_type="ephemeral", **blocks.help_message(service.help()))
         return
     if isinstance(command, HistoryCommand | StatusCommand):
-        viewer = Actor(id=_text(body.get("user_id")) or "unknown", source="slack")
+        viewer = Actor(id=slash.user_id, source="slack")
         await ack(response_type="ephemeral", **await _lookup(command, viewer, deps))
         return
 
-    user_id = _text(body.get("user_id"))
-    if not user_id:
-        await ack(response_type="ephemeral", text="This command arrived without a user; nothing was done.")
-        return
-    requester = Actor(id=user_id, name=_text(body.get("user_name")) or None, source="slack")
-    response_url = _text(body.get("response_url")) or None
+    requester = Actor(id=slash.user_id, name=slash.user_name or None, source="slack")
     try:
         async with asyncio.timeout(PRE_ACK_BUDGET):
             request = await service.create_request(
                 command,
                 requester,
-                team_id=_text(body.get("team_id")) or None,
-                channel_id=_text(body.get("channel_id")) or None,
-                response_url=response_url,
+                team_id=slash.team_id or None,
+                channel_id=slash.channel_id or None,
+                response_url=slash.response_url or None,
                 defer_insert=True,  # written right after the ack: the ack never waits on the database
             )
     except TimeoutError:
@@ -187,8 +186,3 @@ async def _lookup(command: HistoryCommand | StatusCommand, viewer: Actor, deps: 
         return blocks.notice(f"No request {command.request_id}.")
     facts = service.facts(request.provider, request.account)
     return blocks.lines_message(f"Request {request.id}", trail_lines(request, trail, facts), "")
-
-
-def _text(value: Any) -> str:
-    """A payload value as text; anything that is not a string counts as empty."""
-    return value.strip() if isinstance(value, str) else ""

@@ -13,6 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.models import Actor
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
+from bot.slack.payloads import DeclineClick, ViewSubmission
+from bot.slack.reading import reading
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
@@ -24,14 +26,11 @@ COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment"
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Wire the Decline button and its form."""
 
-    async def clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @reading(DeclineClick, "Decline click")
+    async def clicked(click: DeclineClick, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        actions = body.get("actions") or [{}]
-        request_id, trigger = actions[0].get("value"), body.get("trigger_id")
-        if not isinstance(request_id, str) or not isinstance(trigger, str):
-            return
-        response_url = body.get("response_url") if isinstance(body.get("response_url"), str) else None
-        view = decline_form(request_id, response_url)
+        view = decline_form(click.request_id, click.response_url)
+        trigger = click.trigger_id
 
         async def send() -> None:
             try:
@@ -39,10 +38,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             except Exception as exc:
                 log.warning("could not open the decline form: %s", type(exc).__name__)
 
-        deps.tasks.spawn(send(), name=f"decline-form-{request_id}")
+        deps.tasks.spawn(send(), name=f"decline-form-{click.request_id}")
 
-    async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await handle_decline(ack, body, deps)
+    @reading(ViewSubmission, "decline form")
+    async def submitted(submission: ViewSubmission, ack: AsyncAck, client: AsyncWebClient) -> None:
+        await handle_decline(ack, submission, deps)
 
     app.action(blocks.DECLINE_ACTION)(clicked)
     app.view(CALLBACK)(submitted)
@@ -68,25 +68,16 @@ def decline_form(request_id: str, response_url: str | None) -> dict[str, Any]:
     }
 
 
-async def handle_decline(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -> None:
+async def handle_decline(ack: AsyncAck, submission: ViewSubmission, deps: SlackDeps) -> None:
     """Decline the request named in the form; a refusal is shown on the form; never raises."""
-    view: dict[str, Any] = body["view"] if isinstance(body.get("view"), dict) else {}
-    try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        meta = {}
-    request_id = meta.get("request") if isinstance(meta, dict) else None
-    card = meta.get("card") if isinstance(meta, dict) else None
-    user: dict[str, Any] = body["user"] if isinstance(body.get("user"), dict) else {}
-    if not isinstance(request_id, str) or not isinstance(user.get("id"), str):
+    meta = submission.view.metadata()
+    request_id, card = meta.get("request"), meta.get("card")
+    if not isinstance(request_id, str) or not request_id:
         lost = "This form lost its request; decline from the card."
         await ack(response_action="errors", errors={COMMENT_BLOCK: lost})
         return
-    state: dict[str, Any] = view["state"] if isinstance(view.get("state"), dict) else {}
-    element = ((state.get("values") or {}).get(COMMENT_BLOCK) or {}).get(COMMENT_ACTION) or {}
-    value = element.get("value") if isinstance(element, dict) else None
-    comment = value if isinstance(value, str) else ""
-    result = await deps.service.decline(request_id, Actor(id=user["id"], source="slack"), comment)
+    comment = submission.view.value(COMMENT_BLOCK, COMMENT_ACTION) or ""
+    result = await deps.service.decline(request_id, Actor(id=submission.user.id, source="slack"), comment)
     if result.refused or result.request is None:
         await ack(response_action="errors", errors={COMMENT_BLOCK: blocks.clip(result.refusal or "Not declined.", 150)})
         return

@@ -4,13 +4,14 @@ into the same pending request and confirmation card as the slash command.
 
 The modal is opened in a background task right after the ack (Slack's trigger lives 3 s), and
 the submission is checked field by field (inline errors, nothing stored) before the request is
-created. The card goes to the channel chosen in the form, through the response_url Slack gives
-for it, once the preview is in (so the card is posted once, complete).
+created. The card goes to the channel chosen in the form, once the preview is in (so the card is
+posted once, complete): through the response_url Slack gives for it, or, when Slack gives none
+(an empty ``response_urls``, a Slack Connect channel), as an ephemeral message in that channel,
+or by DM when the channel refuses the app. Never nowhere.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -23,6 +24,8 @@ from bot.core.policy import PolicyRefusal
 from bot.core.results import Preview
 from bot.slack import blocks, views
 from bot.slack.deps import SlackDeps
+from bot.slack.payloads import MessageShortcut, Shortcut, ViewSubmission
+from bot.slack.reading import reading
 from bot.slack.responder import post_response
 
 log = logging.getLogger(__name__)
@@ -34,19 +37,21 @@ MESSAGE_TEXT_KEYS = frozenset({"text", "fallback", "pretext", "title", "title_li
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Wire the shortcuts, the Home tab's button and the form's submission."""
 
-    async def shortcut(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @reading(Shortcut, "shortcut")
+    async def shortcut(payload: Shortcut, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        open_form(body, client, deps)
+        open_form(payload.trigger_id, payload.conversation, client, deps)
 
-    async def from_message(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @reading(MessageShortcut, "message shortcut")
+    async def from_message(payload: MessageShortcut, ack: AsyncAck, client: AsyncWebClient) -> None:
         await ack()
-        message = body.get("message")
-        text = message_text(message) if isinstance(message, dict) else ""
+        text = message_text(payload.message)
         target, campaign = deps.service.find_target(text) if text else (None, None)
-        open_form(body, client, deps, target=target, campaign_id=campaign)
+        open_form(payload.trigger_id, payload.conversation, client, deps, target=target, campaign_id=campaign)
 
-    async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await handle_submission(ack, body, deps)
+    @reading(ViewSubmission, "form submission")
+    async def submitted(submission: ViewSubmission, ack: AsyncAck, client: AsyncWebClient) -> None:
+        await handle_submission(ack, submission, client, deps)
 
     app.shortcut(views.FORM_SHORTCUT)(shortcut)
     app.action(views.FORM_SHORTCUT)(shortcut)
@@ -55,22 +60,18 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 
 
 def open_form(
-    body: dict[str, Any],
+    trigger_id: str,
+    channel_id: str | None,
     client: AsyncWebClient,
     deps: SlackDeps,
     *,
     target: str | None = None,
     campaign_id: str | None = None,
-) -> bool:
-    """Open the form in the background for the payload's trigger; False when it has no trigger."""
-    trigger = body.get("trigger_id")
-    if not isinstance(trigger, str) or not trigger:
-        log.warning("a form was asked for without a trigger_id")
-        return False
-    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+) -> None:
+    """Open the form in the background for `trigger_id` (Slack's trigger lives 3 s)."""
     view = views.stop_form(
         deps.service.targets(),
-        channel_id=channel if isinstance(channel, str) and channel else None,
+        channel_id=channel_id or None,
         target=target,
         campaign_id=campaign_id,
         incident_channel=deps.incident_channel,
@@ -78,12 +79,11 @@ def open_form(
 
     async def send() -> None:
         try:
-            await client.views_open(trigger_id=trigger, view=view)
+            await client.views_open(trigger_id=trigger_id, view=view)
         except Exception as exc:  # Slack down or the trigger expired: nothing to undo
             log.warning("could not open the stop form: %s", type(exc).__name__)
 
     deps.tasks.spawn(send(), name="open-form")
-    return True
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -104,32 +104,33 @@ def message_text(message: dict[str, Any]) -> str:
     return "\n".join(found)[:5000]
 
 
-async def handle_submission(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps) -> None:
+async def handle_submission(
+    ack: AsyncAck, submission: ViewSubmission, client: AsyncWebClient, deps: SlackDeps
+) -> None:
     """Check the form, create the pending request, post its card; never raises."""
     service = deps.service
-    view: dict[str, Any] = body["view"] if isinstance(body.get("view"), dict) else {}
-    target, raw_id, reason, channel = views.form_values(view)
+    view = submission.view
     try:
-        command = service.form(target, raw_id, reason)
+        command = service.form(
+            view.value(views.TARGET_BLOCK, views.TARGET_ACTION, "selected_option"),
+            view.value(views.CAMPAIGN_BLOCK, views.CAMPAIGN_ACTION),
+            view.value(views.REASON_BLOCK, views.REASON_ACTION),
+        )
     except FormError as error:
         await ack(response_action="errors", errors={FIELD_BLOCKS[error.field]: blocks.clip(error.problem, 150)})
         return
-    user: dict[str, Any] = body["user"] if isinstance(body.get("user"), dict) else {}
-    user_id = user.get("id")
-    if not isinstance(user_id, str) or not user_id:
-        await ack(response_action="errors", errors={views.TARGET_BLOCK: "This form arrived without a user."})
-        return
-    requester = Actor(id=user_id, name=user.get("username") if isinstance(user.get("username"), str) else None,
-                      source="slack")
-    channel = channel or _metadata_channel(view)
-    team: dict[str, Any] = body["team"] if isinstance(body.get("team"), dict) else {}
+    user = submission.user
+    requester = Actor(id=user.id, name=user.username, source="slack")
+    chosen = view.value(views.CHANNEL_BLOCK, views.CHANNEL_ACTION, "selected_conversation")
+    metadata_channel = view.metadata().get("channel")
+    channel = chosen or (metadata_channel if isinstance(metadata_channel, str) and metadata_channel else None)
     try:
         request = await service.create_request(
             command,
             requester,
-            team_id=team.get("id") if isinstance(team.get("id"), str) else None,
+            team_id=submission.team.id if submission.team else user.team_id,
             channel_id=channel,
-            response_url=_response_url(body, channel),
+            response_url=submission.response_url_for(channel),
         )
     except PolicyRefusal as refusal:
         problem = blocks.clip(f"Not allowed: {refusal.message}", 150)
@@ -140,30 +141,54 @@ async def handle_submission(ack: AsyncAck, body: dict[str, Any], deps: SlackDeps
         await ack(response_action="errors", errors={views.CAMPAIGN_BLOCK: "The request could not be saved; try again."})
         return
     await ack(response_action="clear")
-    deps.tasks.spawn(post_card(request, deps), name=f"form-card-{request.id}")
+    deps.tasks.spawn(post_card(request, client, deps), name=f"form-card-{request.id}")
 
 
-async def post_card(request: StopRequest, deps: SlackDeps) -> None:
-    """The confirmation card of a form's request, with its preview, posted once in its channel."""
+async def post_card(request: StopRequest, client: AsyncWebClient, deps: SlackDeps) -> None:
+    """The confirmation card of a form's request, with its preview, posted once where the requester sees it."""
     service = deps.service
     facts = service.facts(request.provider, request.account)
     preview = await service.load_preview(request) if facts.has_preview else Preview(None, facts.no_preview_reason)
     card = blocks.confirmation_card(request, facts, preview, service.approvers(request))
-    if not await post_response(request.response_url, card, replace=False, ephemeral=not request.two_person):
-        log.warning("the card of a form's request could not be posted", extra={"request_id": request.id})
+    posted = await post_response(request.response_url, card, replace=False, ephemeral=not request.two_person)
+    if not posted:
+        posted = await _post_card_directly(request, card, client)
+    if not posted:
+        log.error("the card of a form's request could not be shown anywhere", extra={"request_id": request.id})
     await service.announce_request(request)
 
 
-def _metadata_channel(view: dict[str, Any]) -> str | None:
+async def _post_card_directly(request: StopRequest, card: blocks.Message, client: AsyncWebClient) -> bool:
+    """Without a usable response_url: in the chosen channel (an approval card for everyone, else
+    only for the requester), then by DM when the channel refuses the app."""
+    requester = request.requester.id
+    if request.channel_id:
+        try:
+            if request.two_person:
+                await client.chat_postMessage(channel=request.channel_id, unfurl_links=False, **card)
+            else:
+                await client.chat_postEphemeral(channel=request.channel_id, user=requester, **card)
+            return True
+        except Exception as exc:
+            log.info("the form's card could not be posted in its channel (%s); sending it by DM", _error(exc),
+                     extra={"request_id": request.id})
+    dm = card
+    if request.channel_id:
+        note = blocks.notice(f":information_source: <#{request.channel_id}> did not accept the app's messages, so "
+                             "here is your card. Invite @stopcampaign there to get cards and outcomes in it.")
+        dm = {**card, "blocks": [*note["blocks"], *card["blocks"]][: blocks.MAX_BLOCKS]}
     try:
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
-    except (ValueError, AttributeError):
-        return None
-    return channel if isinstance(channel, str) and channel else None
+        await client.chat_postMessage(channel=requester, unfurl_links=False, **dm)
+        return True
+    except Exception as exc:
+        log.warning("the form's card could not be sent by DM either (%s)", _error(exc),
+                    extra={"request_id": request.id})
+        return False
 
 
-def _response_url(body: dict[str, Any], channel: str | None) -> str | None:
-    given = body.get("response_urls")
-    urls = [u for u in given or [] if isinstance(u, dict) and isinstance(u.get("response_url"), str)]
-    chosen = next((u for u in urls if u.get("channel_id") == channel), urls[0] if urls else None)
-    return str(chosen["response_url"]) if chosen else None
+def _error(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    return type(exc).__name__
