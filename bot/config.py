@@ -18,6 +18,7 @@ The TOML file (path in ``STOPCAMPAIGN_CONFIG``)::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,10 @@ from bot.providers.accounts import AccountSettings
 from bot.providers.registry import ADAPTER_CLASSES, AdapterClass, adapter_class
 
 DEFAULT_ACCOUNT = "default"
+CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+"""A Slack conversation id: ``C`` (channel), ``G`` (private channel, group DM) or ``D`` (DM), then
+upper-case letters and digits (the shape `bot.core.policy` accepts for ``channels``)."""
+_CHANNEL_MENTION = re.compile(r"<#([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 class ConfigError(Exception):
@@ -81,6 +86,21 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("incident_channel")
+    @classmethod
+    def _incident_channel_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        mention = _CHANNEL_MENTION.fullmatch(text)  # pasted from a message: <#C0123456789|incidents>
+        channel = mention.group(1) if mention else text
+        if not CONVERSATION_ID.fullmatch(channel):
+            shown = value if len(value) <= 60 else value[:57] + "…"
+            raise ValueError(
+                f"{shown!r} is not a channel id such as C0123456789 (copy it from the channel's details)"
+            )
+        return channel
 
     @field_validator("redis_url")
     @classmethod

@@ -3,14 +3,19 @@
 The body is read with a cap (chunked bodies included: reading stops as soon as the cap is
 passed), then Slack's signature and timestamp are checked on the raw bytes. Only a request
 that passed both is decoded and handed to Bolt.
+
+The HMAC is computed here over the raw bytes, as Slack computes it (``v0:<timestamp>:<body>``):
+slack_sdk's `SignatureVerifier` decodes the body as UTF-8 first, so bytes that are not UTF-8 made
+it raise instead of answering "not valid".
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 
-from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
 
 log = logging.getLogger(__name__)
@@ -57,5 +62,11 @@ def check_signature(secret: str, body: bytes, request: Request, now: float | Non
     clock = time.time() if now is None else now
     if abs(clock - int(timestamp)) > MAX_SKEW_SECONDS:
         raise Refused(401, "a stale signature timestamp")
-    if not SignatureVerifier(secret).is_valid(body, timestamp, signature):
+    if not hmac.compare_digest(expected_signature(secret, timestamp, body), signature.encode("latin-1")):
         raise Refused(401, "a bad signature")
+
+
+def expected_signature(secret: str, timestamp: str, body: bytes) -> bytes:
+    """Slack's ``v0=<hex HMAC-SHA256>`` of ``v0:<timestamp>:<body>`` over the raw bytes (never decoded)."""
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode("ascii") + b":" + body, hashlib.sha256)
+    return b"v0=" + digest.hexdigest().encode("ascii")

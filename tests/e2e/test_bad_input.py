@@ -9,6 +9,8 @@ driven synchronously so that hypothesis can generate the payloads.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import select
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import pytest
@@ -29,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.slack.blocks import CANCEL_ACTION, STOP_ACTION
+from bot.slack.guard import is_ssl_check
 from tests import slack_requests
 from tests.e2e.processes import clean_environment, free_port
 
@@ -91,6 +94,9 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
     reader.start()
     try:
         assert ready.wait(60), "serve did not start:\n" + door.log
+        # The start-up check of Slack (a closed port here) logs its warning after its retries: let it
+        # come before the tests that count the warnings a request causes.
+        door.wait_until(lambda: "could not reach Slack at start" in door.log, timeout=60)
         yield door
     finally:
         process.terminate()
@@ -142,6 +148,94 @@ def test_anything_unsigned_or_badly_signed_is_401_with_one_log_line(
     logged = lines_since(door, start)
     assert len(logged) == 1 and "refused a request to /slack/events" in logged[0], logged
     assert "Traceback" not in door.log
+
+
+def raw_signature(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """Slack's signature over the raw bytes, as Slack computes it (``v0:<timestamp>:<body>``), for a body
+    that is not UTF-8 (slack_sdk's `SignatureVerifier` decodes the body first, so it cannot sign one)."""
+    timestamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+def fresh_bad_signature() -> dict[str, str]:
+    """A current timestamp and a well-formed signature that is wrong: the request reaches the HMAC check."""
+    return {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "0" * 64}
+
+
+def test_badly_signed_bodies_that_are_not_utf8_are_401_with_one_log_line_each(door: Door) -> None:
+    """Issue 18: twenty of these gave twenty 500s and 71 KB of tracebacks (the HMAC was computed over the
+    body decoded as UTF-8). The signature is checked on the raw bytes, whatever they are."""
+    start = len(door.lines)
+    for _ in range(20):
+        answer = post(door, b"\xff" * 10, "application/x-www-form-urlencoded", signed=False, **fresh_bad_signature())
+        assert answer.status_code == 401, answer.text
+    door.wait_until(lambda: len(lines_since(door, start)) >= 20)
+    logged = lines_since(door, start)
+    assert len(logged) == 20, logged
+    assert all("refused a request to /slack/events: a bad signature" in line for line in logged), logged
+    assert "Traceback" not in door.log
+
+
+def test_a_signature_that_is_not_ascii_is_401_with_one_log_line(door: Door) -> None:
+    """A header of Latin-1 bytes reached a str comparison that raises on non-ASCII (`hmac.compare_digest`)."""
+    start = len(door.lines)
+    headers = {b"Content-Type": b"application/x-www-form-urlencoded",
+               b"X-Slack-Request-Timestamp": str(int(time.time())).encode(), b"X-Slack-Signature": b"v0=\xc3\xa9"}
+    answer = httpx.post(f"{door.url}/slack/events", content=b"command=%2Fstopcampaign", headers=headers, timeout=10)
+    assert answer.status_code == 401, answer.text
+    door.wait_until(lambda: bool(lines_since(door, start)))
+    logged = lines_since(door, start)
+    assert len(logged) == 1 and "refused a request to /slack/events: a bad signature" in logged[0], logged
+    assert "Traceback" not in door.log
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"\xff" * 10, "unreadable (UnicodeDecodeError)"),
+        (b"payload=%7B%7D\xff", "unreadable (UnicodeDecodeError)"),
+        (b"\xc3\x28command=%2Fstopcampaign&text=help", "unreadable (UnicodeDecodeError)"),
+        (b"payload=%FF%FE", "unreadable (JSONDecodeError)"),  # valid bytes, percent-encoded junk
+    ],
+    ids=["ff", "payload-then-ff", "bad-sequence-then-command", "percent-encoded"],
+)
+def test_a_correctly_signed_body_that_is_not_utf8_is_400_with_one_log_line(
+    door: Door, body: bytes, problem: str
+) -> None:
+    start = len(door.lines)
+    answer = httpx.post(
+        f"{door.url}/slack/events", content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **raw_signature(body)}, timeout=10,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": f"malformed payload: {problem}"}
+    door.wait_until(lambda: bool(lines_since(door, start)))
+    logged = lines_since(door, start)
+    assert len(logged) == 1 and f"refused a signed Slack payload: {problem}" in logged[0], logged
+    assert "Traceback" not in door.log
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(
+    prefix=st.binary(max_size=24) | st.sampled_from([b"", b"token=x&", b"\xff&", b"payload=%7B%7D&"]),
+    value=st.binary(max_size=6) | st.sampled_from([b"1", b"\xff", b"1\xff", b"%FF", b"1&ssl_check=1"]),
+    suffix=st.binary(max_size=24) | st.sampled_from([b"", b"&token=\xff", b"&command=%2Fx", b"\x00"]),
+    bad_signature=st.booleans(),
+)
+def test_junk_bytes_around_ssl_check_never_get_a_5xx(
+    door: Door, prefix: bytes, value: bytes, suffix: bytes, bad_signature: bool
+) -> None:
+    """The unsigned ``ssl_check`` shortcut (bodies under 1 KB naming it) answers 200 to Slack's probe
+    alone; any other bytes go on to the signature check and get a 401, never a 5xx."""
+    body = prefix + b"ssl_check=" + value + suffix
+    headers = fresh_bad_signature() if bad_signature else {}
+    answer = post(door, body, "application/x-www-form-urlencoded", signed=False, **headers)
+    probe = is_ssl_check(parse_qs(body.decode("ascii", "replace")))
+    assert answer.status_code == (200 if probe else 401), (body, answer.status_code, answer.text)
+    if probe:
+        assert answer.content == b""
 
 
 def test_a_stale_but_correctly_signed_request_is_401(door: Door) -> None:

@@ -5,6 +5,7 @@ the envelope Slack puts it in. Every envelope is acknowledged, a refused one too
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,3 +193,64 @@ async def test_a_refresh_requested_disconnect_reconnects_and_stops_go_on(socket_
     await fake.wait_for_connections(3)
     help_ack = await socket_app.fixture("command", "standard", **command_values(socket_app, "standard", "help"))
     assert "Usage" in message_text(help_ack["payload"])
+
+
+def junk_envelopes(event: dict[str, Any], click: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Envelopes Slack never sends, built around corpus payloads: each must be acked with one log line."""
+    return [
+        ("payload null", {"type": "events_api", "payload": None}),
+        ("event null", {"type": "events_api", "payload": {**event, "event": None}}),
+        ("event a list", {"type": "events_api", "payload": {**event, "event": [event["event"]]}}),
+        ("payload a list", {"type": "interactive", "payload": [click]}),
+        ("payload a string", {"type": "slash_commands", "payload": "command=%2Fstopcampaign&text=help"}),
+        ("payload a number", {"type": "interactive", "payload": 5}),
+        ("payload missing", {"type": "interactive"}),
+        ("type missing", {"payload": click}),
+        ("type null", {"type": None, "payload": click}),
+        ("type a number", {"type": 7, "payload": event}),
+        ("type a list", {"type": ["interactive"], "payload": click}),
+        ("payload empty", {"type": "events_api", "payload": {}}),
+    ]
+
+
+REACH_BOLT = {"event null", "event a list", "payload empty"}
+"""Envelopes of the right shape around a payload no listener can read: Bolt's error handler (or the
+handler's own catch) logs the one line."""
+
+
+def warnings_and_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_junk_envelopes_are_acked_with_one_log_line_each_and_nothing_else(
+    socket_app: SocketApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18: these gave 7 tracebacks and no ack (slack_sdk drops or chokes on them before Bolt)."""
+    fake = socket_app.slack.socket_mode
+    event = slack_corpus.fill(slack_corpus.load("event.app_home_opened.home", "standard"), user_id="U0ALICE",
+                              event_id="EvJunk", channel_id="D0HOME", request_id="")
+    click = slack_requests.block_actions_payload("abcdefghijkm", socket_app.slack.response_url(), user="U0ALICE",
+                                                 channel=CHANNEL)
+    calls_before = len(socket_app.slack.calls)
+    caplog.clear()
+    for number, (name, envelope) in enumerate(junk_envelopes(event, click), start=1):
+        envelope_id = f"junk-{number}"
+        await fake.send_raw(json.dumps({"envelope_id": envelope_id, **envelope}))
+        ack = await fake.wait_for_ack(envelope_id)
+        assert ack == {"envelope_id": envelope_id}, name  # acked, nothing in it
+        refusals = warnings_and_errors(caplog)
+        assert len(refusals) == number, (name, [r.getMessage() for r in refusals])
+        if name not in REACH_BOLT:  # refused before slack_sdk reads it, naming the envelope and the problem
+            assert f"refused a Socket Mode envelope '{envelope_id}' (acknowledged): " in refusals[-1].getMessage()
+    # Not JSON (or nested past any parser), JSON that is not an object, no envelope_id: nothing to ack, one line each.
+    not_objects = ["{not json", "[1, 2]", "null", "[" * 100_000 + "]" * 100_000, '{"type": "mystery"}']
+    for number, raw in enumerate(not_objects, start=len(junk_envelopes(event, click)) + 1):
+        await fake.send_raw(raw)
+        help_ack = await socket_app.fixture("command", "standard", **command_values(socket_app, "standard", "help"))
+        assert "Usage" in message_text(help_ack["payload"])  # the link still works, in order
+        assert len(warnings_and_errors(caplog)) == number, (raw, [r.getMessage() for r in caplog.records])
+    await socket_app.runtime.tasks.wait_idle()
+    assert fake.unacked() == []
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
+    assert socket_app.slack.calls[calls_before:] == []  # nothing else happened: no post, no view

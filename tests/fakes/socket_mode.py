@@ -86,7 +86,7 @@ class SocketConnection:
     ticket: str
     query: dict[str, str]
     sent: list[dict[str, Any]] = field(default_factory=list)
-    """Frames the fake sent, in order (the first is the ``hello``)."""
+    """Frames the fake sent, in order (the first is the ``hello``; `send_raw` text as ``{"_raw": text}``)."""
     received: list[dict[str, Any]] = field(default_factory=list)
     """Frames the client sent, in order (acks and anything else; non-JSON as ``{"_raw": text}``)."""
     draining: bool = False
@@ -287,6 +287,22 @@ class FakeSocketMode:
         self._changed()
         return envelope_id
 
+    async def send_raw(self, text: str, *, timeout: float = 10.0) -> SocketConnection:
+        """Write `text` as it is on the current live connection: a message Slack never sends (an
+        envelope with ``"payload": null``, without ``type``, not JSON at all…), to see what the client
+        makes of it. A JSON object with a string ``envelope_id`` is recorded as an envelope, so
+        `unacked` and `wait_for_ack` cover it."""
+        connection = await self._write_live(text, timeout, "a live connection to send a raw message")
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            message = None
+        if isinstance(message, dict) and isinstance(message.get("envelope_id"), str):
+            envelope_id = message["envelope_id"]
+            self.envelopes.append(SentEnvelope(envelope_id=envelope_id, message=message, connection=connection.number))
+        self._changed()
+        return connection
+
     async def disconnect(
         self, reason: DisconnectReason = "refresh_requested", *, timeout: float = 10.0
     ) -> SocketConnection:
@@ -340,14 +356,15 @@ class FakeSocketMode:
         except TimeoutError:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}") from None
 
-    async def _write(self, connection: SocketConnection, message: dict[str, Any]) -> None:
+    async def _write(self, connection: SocketConnection, message: dict[str, Any] | str) -> None:
+        """Send a message (a dict as JSON, a str as it is: recorded as ``{"_raw": text}``)."""
         websocket = connection._websocket
         assert websocket is not None
         async with connection._send_lock:
-            await websocket.send_text(json.dumps(message))
-        connection.sent.append(message)
+            await websocket.send_text(message if isinstance(message, str) else json.dumps(message))
+        connection.sent.append({"_raw": message} if isinstance(message, str) else message)
 
-    async def _write_live(self, message: dict[str, Any], timeout: float, what: str) -> SocketConnection:
+    async def _write_live(self, message: dict[str, Any] | str, timeout: float, what: str) -> SocketConnection:
         """Write to the current live connection, moving on to the next if it dies under the write."""
         try:
             async with asyncio.timeout(timeout):

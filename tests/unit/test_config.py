@@ -21,7 +21,7 @@ def test_defaults_without_any_configuration() -> None:
 
 
 def test_env_account_and_settings() -> None:
-    config = load_config({**CT, "PORT": "8080", "SLACK_API_URL": "http://127.0.0.1:1/api", "INCIDENT_CHANNEL": "C1"})
+    config = load_config({**CT, "PORT": "8080", "SLACK_API_URL": "http://127.0.0.1:1/api", "INCIDENT_CHANNEL": "C01"})
     assert config.settings.port == 8080
     assert config.settings.slack_api_url == "http://127.0.0.1:1/api/"
     assert config.accounts["clevertap"]["default"].account_id == "ACC"  # type: ignore[attr-defined]
@@ -48,6 +48,12 @@ def test_env_account_and_settings() -> None:
         ({"STOPCAMPAIGN_CONFIG": "/nonexistent/stopcampaign.toml"}, "STOPCAMPAIGN_CONFIG: file"),
         # Neither a region nor a base URL: no silent fallback to the EU host (an India account would get 401s).
         ({"CLEVERTAP_ACCOUNT_ID": "ACC", "CLEVERTAP_PASSCODE": "pass-secret"}, "CLEVERTAP_REGION: required"),
+        ({"INCIDENT_CHANNEL": "not-a-channel"}, "INCIDENT_CHANNEL: 'not-a-channel' is not a channel id such as "
+                                                "C0123456789 (copy it from the channel's details)"),
+        ({"INCIDENT_CHANNEL": "#incidents"}, "INCIDENT_CHANNEL: '#incidents' is not a channel id"),
+        ({"INCIDENT_CHANNEL": "c0123456789"}, "INCIDENT_CHANNEL: 'c0123456789' is not a channel id"),
+        ({"INCIDENT_CHANNEL": "U0ALICE"}, "INCIDENT_CHANNEL: 'U0ALICE' is not a channel id"),
+        ({"INCIDENT_CHANNEL": "C"}, "INCIDENT_CHANNEL: 'C' is not a channel id"),
     ],
 )
 def test_errors_name_the_setting(env: dict[str, str], named: str) -> None:
@@ -55,6 +61,28 @@ def test_errors_name_the_setting(env: dict[str, str], named: str) -> None:
         load_config(env)
     assert named in str(caught.value)
     assert "pass-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("C0123456789", "C0123456789"),
+        ("C0INCIDENT", "C0INCIDENT"),  # the ids the tests use
+        ("G0PRIVATE1", "G0PRIVATE1"),
+        ("D0DIRECT01", "D0DIRECT01"),
+        (" C0123456789 ", "C0123456789"),
+        ("<#C0123456789|incidents>", "C0123456789"),  # pasted from a message
+    ],
+)
+def test_incident_channel_ids_are_accepted(given: str, kept: str) -> None:
+    assert load_config({"INCIDENT_CHANNEL": given}).settings.incident_channel == kept
+
+
+def test_an_incident_channel_that_is_not_an_id_in_the_toml_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('incident_channel = "incidents"\n')
+    with pytest.raises(ConfigError, match="INCIDENT_CHANNEL: 'incidents' is not a channel id such as C0123456789"):
+        load_config({"STOPCAMPAIGN_CONFIG": str(path)})
 
 
 def test_toml_file_with_several_accounts(tmp_path: Path) -> None:

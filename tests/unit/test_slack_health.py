@@ -10,7 +10,7 @@ import pytest
 from bot.core.models import utcnow
 from bot.httpserver import start_server
 from bot.slack.health import SlackHealth
-from bot.slack.responder import RESPONSE_URL_USES, post_response
+from bot.slack.responder import RESPONSE_URL_USES, ResponseUrlPolicy, post_response
 from tests.fakes.slack import FakeSlack
 
 
@@ -37,12 +37,15 @@ async def test_a_response_url_is_used_at_most_five_times_and_never_when_expired(
     server = await start_server(slack.app)
     slack.url = server.url
     try:
+        policy = ResponseUrlPolicy.for_api_url(f"{server.url}/api/")
         url = slack.response_url()
-        results = [await post_response(url, {"text": "x"}, replace=False) for _ in range(RESPONSE_URL_USES + 2)]
+        results = [await post_response(url, {"text": "x"}, replace=False, policy=policy)
+                   for _ in range(RESPONSE_URL_USES + 2)]
         assert results == [True] * RESPONSE_URL_USES + [False, False]
         assert len(slack.of("response_url")) == RESPONSE_URL_USES
         old = slack.response_url()
-        assert not await post_response(old, {"text": "x"}, replace=False, issued_at=utcnow() - timedelta(minutes=31))
+        assert not await post_response(old, {"text": "x"}, replace=False, policy=policy,
+                                       issued_at=utcnow() - timedelta(minutes=31))
         assert len(slack.of("response_url")) == RESPONSE_URL_USES
     finally:
         await server.stop()
