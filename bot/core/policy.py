@@ -8,10 +8,15 @@ More specific tables win field by field: ``[policy.accounts."provider:account"]`
 ``[policy.providers.<provider>]`` over ``[policy]``.
 
 With no policy at all, anyone may request and the requester confirms their own request.
+
+Every user group one decision needs (its requesters and its confirmers, say) is looked up at
+once, concurrently, and each group once: a slow Slack costs a decision the slowest lookup, never
+the sum of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +40,28 @@ class GroupResolver(Protocol):
 
     async def members(self, group_id: str) -> frozenset[str]:
         """The group's members; raises `GroupLookupError` when they cannot be learned."""
+
+
+_Lookup = frozenset[str] | GroupLookupError
+"""A group's members, or why they could not be learned."""
+
+
+def _groups(entries: Iterable[str]) -> list[str]:
+    """The user group ids (``S…``) among policy entries."""
+    return [e for e in entries if e.startswith("S") and e.isalnum()]
+
+
+async def _lookup(resolver: GroupResolver, groups: list[str]) -> dict[str, _Lookup]:
+    """Each group's members, or why they could not be learned, all asked at the same time."""
+
+    async def one(group: str) -> _Lookup:
+        try:
+            return await resolver.members(group)
+        except GroupLookupError as exc:
+            return exc
+
+    found = await asyncio.gather(*(one(g) for g in groups))
+    return dict(zip(groups, found, strict=True))
 
 
 class PolicyRefusal(Exception):
@@ -164,15 +191,17 @@ class Policy:
         if rule.channels is not None and channel_id is not None and channel_id not in rule.channels:
             channels = ", ".join(f"<#{c}>" for c in rule.channels)
             raise PolicyRefusal("channels", f"Stops on {where} can only be asked in {channels}.")
-        if rule.requesters is not None and not await self._allowed(actor, rule.requesters):
+        confirmers = None if rule.two_person else rule.confirmers
+        groups = await self._resolve(actor, rule.requesters, confirmers)
+        if rule.requesters is not None and not self._member(actor, rule.requesters, groups):
             raise PolicyRefusal(
                 "requesters", f"You are not allowed to request stops on {where} (allowed: {mentions(rule.requesters)})."
             )
-        if not rule.two_person and rule.confirmers is not None and not await self._allowed(actor, rule.confirmers):
+        if confirmers is not None and not self._member(actor, confirmers, groups):
             raise PolicyRefusal(
                 "confirmers",
                 f"You may not confirm stops on {where}, and it has no two-person approval: ask one of "
-                f"{mentions(rule.confirmers)} to run the command.",
+                f"{mentions(confirmers)} to run the command.",
             )
         return rule
 
@@ -236,15 +265,15 @@ class Policy:
         confirmers = self.rule(request.provider, request.account).confirmers
         if not request.two_person or confirmers is None:
             return []
+        groups = await _lookup(self.resolver, _groups(confirmers)) if self.resolver is not None else {}
         people: list[str] = []
         for entry in confirmers:
             if entry[:1] in ("U", "W") and entry.isalnum():
                 people.append(entry)
-            elif entry[:1] == "S" and entry.isalnum() and self.resolver is not None:
-                try:
-                    people.extend(sorted(await self.resolver.members(entry)))
-                except GroupLookupError:
-                    continue
+            else:
+                found = groups.get(entry)
+                if isinstance(found, frozenset):
+                    people.extend(sorted(found))
         unique = [p for i, p in enumerate(people) if p not in people[:i] and p != request.requester.id]
         return unique[:limit]
 
@@ -261,20 +290,38 @@ class Policy:
             )
 
     async def _allowed(self, actor: Actor, entries: tuple[str, ...]) -> bool:
-        if "*" in entries or actor.id in entries:
-            return True
-        groups = [e for e in entries if e.startswith("S") and e.isalnum()]
+        return self._member(actor, entries, await self._resolve(actor, entries))
+
+    async def _resolve(self, actor: Actor, *lists: tuple[str, ...] | None) -> dict[str, _Lookup]:
+        """Look up, concurrently and once each, the groups of `lists` that could let `actor` in
+        (none for a list that names `actor` or ``*``)."""
+        groups: list[str] = []
+        for entries in lists:
+            if entries is None or "*" in entries or actor.id in entries:
+                continue
+            groups.extend(g for g in _groups(entries) if g not in groups)
         if not groups:
-            return False
+            return {}
         if self.resolver is None:
             raise PolicyRefusal("groups", "User groups are in the policy, but this front end cannot resolve them.")
-        for group in groups:
-            try:
-                members = await self.resolver.members(group)
-            except GroupLookupError as exc:
-                raise PolicyRefusal(
-                    "groups", f"Membership of {mention(group)} is unknown: {exc}. Try again once Slack answers."
-                ) from None
-            if actor.id in members:
+        return await _lookup(self.resolver, groups)
+
+    @staticmethod
+    def _member(actor: Actor, entries: tuple[str, ...], groups: dict[str, _Lookup]) -> bool:
+        """Whether `entries` let `actor` in, given the looked-up `groups`. A group whose members are
+        unknown refuses with the reason, unless another entry already lets the actor in."""
+        if "*" in entries or actor.id in entries:
+            return True
+        unknown: list[tuple[str, GroupLookupError]] = []
+        for group in _groups(entries):
+            found = groups[group]
+            if isinstance(found, GroupLookupError):
+                unknown.append((group, found))
+            elif actor.id in found:
                 return True
+        if unknown:
+            group, error = unknown[0]
+            raise PolicyRefusal(
+                "groups", f"Membership of {mention(group)} is unknown: {error}. Try again once Slack answers."
+            )
         return False

@@ -7,9 +7,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.slack.responder import retry_handlers
 
-LOOKUP_TIMEOUT = 2
-"""Group lookups run before an ack: a short timeout and no retries (the policy falls back on the
-last known members when Slack is slow)."""
+LOOKUP_TIMEOUT = 5
+"""How long one user group lookup may take, with no retries. Lookups run in the background
+(`bot.slack.groups`): a decision waits on one for well under the 2 s before a command's ack and
+then uses the last known members, so this bounds only how long a hung lookup keeps its group
+from being asked again."""
 
 
 def create_web_client(settings: Settings) -> AsyncWebClient:
@@ -25,6 +27,6 @@ def create_web_client(settings: Settings) -> AsyncWebClient:
 
 
 def create_lookup_client(settings: Settings) -> AsyncWebClient:
-    """The client for lookups before an ack (user groups): short timeout, no retries."""
+    """The client for user group lookups: `LOOKUP_TIMEOUT`, no retries."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     return AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=LOOKUP_TIMEOUT)

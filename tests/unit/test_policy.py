@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,36 @@ class Groups:
         if self.broken:
             raise GroupLookupError("ratelimited")
         return frozenset(self.groups.get(group_id, set()))
+
+
+class GatedGroups:
+    """A resolver whose lookups all wait at a gate until `open()`: a test sees which lookups
+    started while none has finished (lookups one after the other never get past the first)."""
+
+    def __init__(self, groups: dict[str, set[str]], broken: frozenset[str] = frozenset()) -> None:
+        self.groups = groups
+        self.broken = broken
+        self.started: list[str] = []
+        self._gate = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    async def members(self, group_id: str) -> frozenset[str]:
+        async with self._changed:
+            self.started.append(group_id)
+            self._changed.notify_all()
+        await self._gate.wait()
+        if group_id in self.broken:
+            raise GroupLookupError("ratelimited")
+        return frozenset(self.groups.get(group_id, set()))
+
+    async def wait_started(self, count: int) -> None:
+        """Wait until `count` lookups are waiting at the gate together (the timeout only turns a
+        lookup that never starts into a failure instead of a hang)."""
+        async with asyncio.timeout(5), self._changed:
+            await self._changed.wait_for(lambda: len(self.started) >= count)
+
+    def open(self) -> None:
+        self._gate.set()
 
 
 def request(requester: Actor = ALICE, two_person: bool = False, provider: str = "clevertap") -> StopRequest:
@@ -133,3 +164,51 @@ def test_entries_are_validated_and_mentions_normalized() -> None:
     with pytest.raises(ValidationError):
         PolicyConfig.model_validate({"approvers": ["U1"]})  # unknown key: a typo must not pass silently
     assert mentions(["U0A", "S0B", "*"]) == "<@U0A>, <!subteam^S0B>, anyone"
+
+
+TWO_GROUPS = PolicyConfig.model_validate({"requesters": ["S0ONCALL", "S0LEADS"], "confirmers": ["S0LEADS"]})
+
+
+async def test_requesters_and_confirmers_are_looked_up_at_the_same_time() -> None:
+    """Both groups of a request's decision are asked before either answers, each once (S0LEADS is
+    in both lists)."""
+    groups = GatedGroups({"S0ONCALL": {"U0ALICE"}, "S0LEADS": {"U0ALICE"}})
+    check = asyncio.create_task(Policy(TWO_GROUPS, groups).check_request(ALICE, "clevertap", "prod", None))
+    await groups.wait_started(2)
+    groups.open()
+    await check
+    assert sorted(groups.started) == ["S0LEADS", "S0ONCALL"]
+
+
+async def test_confirmer_groups_of_a_confirmation_are_looked_up_at_the_same_time() -> None:
+    config = PolicyConfig.model_validate({"two_person": True, "confirmers": ["S0ONCALL", "S0LEADS"]})
+    members = {"S0ONCALL": set[str](), "S0LEADS": {"U0BOB"}}
+    groups = GatedGroups(members)
+    check = asyncio.create_task(Policy(config, groups).check_confirm(BOB, request(ALICE, two_person=True)))
+    await groups.wait_started(2)
+    groups.open()
+    await check
+    groups = GatedGroups(members)
+    approvers = asyncio.create_task(Policy(config, groups).approver_ids(request(ALICE, two_person=True)))
+    await groups.wait_started(2)
+    groups.open()
+    assert await approvers == ["U0BOB"]
+
+
+async def test_viewer_groups_are_looked_up_at_the_same_time() -> None:
+    config = PolicyConfig.model_validate({"requesters": ["S0ONCALL"], "viewers": ["S0AUDIT"]})
+    groups = GatedGroups({"S0ONCALL": set(), "S0AUDIT": {"U0CAROL"}})
+    view = asyncio.create_task(Policy(config, groups).may_view(CAROL, "clevertap", "prod"))
+    await groups.wait_started(2)
+    groups.open()
+    assert await view
+
+
+async def test_a_group_that_cannot_be_looked_up_refuses_only_when_no_other_lets_the_actor_in() -> None:
+    groups = GatedGroups({"S0ONCALL": set(), "S0LEADS": {"U0ALICE"}}, broken=frozenset({"S0ONCALL"}))
+    groups.open()
+    policy = Policy(TWO_GROUPS, groups)
+    await policy.check_request(ALICE, "clevertap", "prod", None)  # S0LEADS says yes: S0ONCALL's outage is moot
+    with pytest.raises(PolicyRefusal) as unknown:
+        await policy.check_request(BOB, "clevertap", "prod", None)  # S0ONCALL might have let BOB in
+    assert unknown.value.rule == "groups" and "<!subteam^S0ONCALL> is unknown: ratelimited" in unknown.value.message
