@@ -47,7 +47,9 @@ async def healthz(request: Request) -> Response:
     """``GET /healthz``: whether this process can take stops, and what is degraded, no internals."""
     runtime: Runtime = request.app.state.runtime
     if not await runtime.store.ping():
-        return JSONResponse({"status": "unavailable", "degraded": ["store"]}, status_code=503)
+        reason = "the database did not answer within 2 s: stops cannot be taken now"
+        return JSONResponse({"status": "unavailable", "degraded": ["store"], "reasons": {"store": reason}},
+                            status_code=503)
     problems: dict[str, str] = {}
     if not await runtime.limiters.ping():
         problems["rate_limits"] = "Redis is unreachable: each process keeps the providers' limits on its own"

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from bot.core.models import Actor, RequestState, utcnow
+from bot.core.timebox import within
 from bot.store.migrate import current_revision, head_revision, upgrade
 from bot.store.schema import audit_log
 
@@ -36,6 +37,9 @@ def async_database_url(url: str) -> str:
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
     return url
 
+
+PING_SECONDS = 2.0
+"""How long a health check waits for the database."""
 
 def one_line(exc: BaseException) -> str:
     """An error as one short line: its type and the first line of its message (SQLAlchemy adds a
@@ -111,11 +115,15 @@ class Database:
         async with self.engine.connect() as conn:
             return await self._now(conn)
 
-    async def ping(self) -> bool:
-        """True when the database answers a trivial query."""
-        try:
+    async def ping(self, timeout: float = PING_SECONDS) -> bool:
+        """True when the database answers a trivial query within `timeout` seconds (a frozen
+        database must not freeze whoever asks, such as ``/healthz``)."""
+        async def query() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
+
+        try:
+            await within(timeout, query())
             return True
         except Exception:
             return False

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +39,35 @@ class ServeProcess:
     lines: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
     metrics_url: str = ""
+    _new_line: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def log(self) -> str:
         return "".join(self.lines)
+
+    def _append(self, line: str) -> None:
+        self.lines.append(line)
+        new_line, self._new_line = self._new_line, asyncio.Event()
+        new_line.set()
+
+    async def wait_for_line(self, predicate: Callable[[str], bool], *, after: int = 0, timeout: float = 10.0) -> int:
+        """Wait until a line logged at index `after` or later satisfies `predicate` (read from the
+        process's pipe as it comes); return its index. Raises TimeoutError, or AssertionError when
+        the process's output ended first."""
+        checked = after
+        async with asyncio.timeout(timeout):
+            while True:
+                for index in range(checked, len(self.lines)):
+                    if predicate(self.lines[index]):
+                        return index
+                checked = max(checked, len(self.lines))
+                assert self.reader is None or not self.reader.done(), "the process's output ended:\n" + self.log
+                waiting = asyncio.create_task(self._new_line.wait())
+                try:
+                    await asyncio.wait({waiting} | ({self.reader} if self.reader else set()),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -78,7 +104,7 @@ async def start_serve(env: dict[str, str], cwd: Path) -> ServeProcess:
     async def drain() -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
-            served.lines.append(raw.decode())
+            served._append(raw.decode())
 
     served.reader = asyncio.create_task(drain())
     return served
