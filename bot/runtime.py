@@ -24,10 +24,13 @@ from bot.slack.client import create_lookup_client, create_web_client
 from bot.slack.groups import SlackGroupResolver
 from bot.slack.health import SlackHealth, check_at_start
 from bot.slack.notifier import SlackNotifier
+from bot.slack.responder import configure_response_urls
+from bot.store.database import one_line
 from bot.store.repository import Store
 from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
+
 
 OUTBOX_INTERVAL = 2.0
 """How often the outbox is checked for posts that are due (each has its own backoff)."""
@@ -40,6 +43,8 @@ class SlackParts:
 
     client: AsyncWebClient
     health: SlackHealth
+    groups: SlackGroupResolver
+    """Policy user groups (its background lookups are stopped at close)."""
 
 
 class Runtime:
@@ -70,6 +75,7 @@ class Runtime:
     async def open(cls, config: AppConfig, *, announce_in_slack: bool = False) -> Runtime:
         """Open the store and build every part; with `announce_in_slack`, outcomes are posted in Slack."""
         settings = config.settings
+        configure_response_urls(settings.slack_api_url)  # reply links only to Slack (or SLACK_API_URL's host)
         store = Store.from_url(settings.database_url)
         await store.initialize(migrate=settings.migrate_on_start)
         limiters = LimiterFactory(settings.redis_url, settings.redis_prefix)
@@ -86,11 +92,12 @@ class Runtime:
         resolver: GroupResolver | None = None
         if announce_in_slack:
             client = create_web_client(settings)
-            slack = SlackParts(client, SlackHealth(settings.incident_channel))
-            notifier = SlackNotifier(client, settings.incident_channel, registry, slack.health)
-            resolver = SlackGroupResolver(
+            groups = SlackGroupResolver(
                 create_lookup_client(settings), store, max_age_seconds=settings.group_members_max_age_seconds
             )
+            slack = SlackParts(client, SlackHealth(settings.incident_channel), groups)
+            notifier = SlackNotifier(client, settings.incident_channel, registry, slack.health)
+            resolver = groups
         service = StopService(
             store,
             registry,
@@ -125,11 +132,15 @@ class Runtime:
     async def _expire_forever(self, every: float) -> None:
         stuck_after = timedelta(seconds=self.config.settings.stuck_executing_seconds)
         while True:
+            # Resuming a confirmed stop comes before any housekeeping, and neither holds the other.
+            try:
+                await self.service.recover_stuck(stuck_after)
+            except Exception as exc:
+                log.warning("could not look for stuck stops: %s", one_line(exc))
             try:
                 await self.service.expire_due()
-                await self.service.recover_stuck(stuck_after)
-            except Exception:
-                log.exception("background sweep failed")
+            except Exception as exc:
+                log.warning("could not expire pending requests: %s", one_line(exc))
             await asyncio.sleep(every)
 
     async def _deliver_forever(self, every: float) -> None:
@@ -138,8 +149,8 @@ class Runtime:
         while not self._closing.is_set():
             try:
                 await self.service.deliver()
-            except Exception:
-                log.exception("outbox delivery failed")
+            except Exception as exc:
+                log.warning("outbox delivery failed: %s", one_line(exc))
             async with self._delivery_pass_done:
                 self._delivery_passes += 1
                 self._delivery_pass_done.notify_all()
@@ -169,6 +180,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         await self.tasks.drain(drain_timeout)
+        if self.slack is not None:
+            await self.slack.groups.aclose()
         await self.registry.aclose()
         await self.limiters.aclose()
         await self.store.close()

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 """A running stop refreshes its request this often, so recovery never takes a live one for dead."""
-STORE_RETRY_MAX = 30.0
-"""Longest pause between two tries to store an outcome while the database is down."""
+HEARTBEAT_RETRY_SECONDS = 1.0
+"""After a failed heartbeat (the store down), it is tried again this often until it goes through."""
+STORE_RETRY_MAX = 5.0
+"""Longest pause between two tries to store an outcome while the database is down: an answer in
+hand is written soon after the store is back, before anyone could take the stop for dead."""
 
 
 @dataclass
@@ -229,10 +232,22 @@ class Execution:
         with contextlib.suppress(Exception):  # the heartbeat's age lets recovery take it over anyway
             await self.store.release(request_id)
 
+    def owns(self, request_id: str) -> bool:
+        """True while this process runs the stop of `request_id` (it is alive, whatever the store says)."""
+        return request_id in self._running
+
     async def _heartbeat(self, request_id: str) -> None:
+        # After a failure the lease is renewed as soon as the store answers again, so that no
+        # other process takes a live stop for a dead one once the store is back.
+        failing = False
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
+            await asyncio.sleep(HEARTBEAT_RETRY_SECONDS if failing else self.heartbeat_seconds)
             try:
                 await self.store.touch(request_id)
             except Exception:
-                log.warning("heartbeat failed", extra={"request_id": request_id})
+                if not failing:
+                    log.warning("heartbeat failed; trying again every %g s", HEARTBEAT_RETRY_SECONDS,
+                                extra={"request_id": request_id})
+                failing = True
+            else:
+                failing = False

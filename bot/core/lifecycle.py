@@ -15,6 +15,7 @@ from datetime import timedelta
 from bot.core.context import request_id_var
 from bot.core.metrics import REFUSALS
 from bot.core.models import Actor, RequestState, StopRequest, utcnow
+from bot.core.outbox import CARD
 from bot.core.parsing import StopCommand
 from bot.core.policy import Policy, PolicyRefusal
 from bot.core.ports import Notifier, ProviderCatalog, Store
@@ -34,6 +35,11 @@ REQUEST_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 never a leading '-' that a command line would take for an option."""
 REQUEST_ID_LENGTH = 12
 """60 bits: unguessable in the lifetime of a card, short enough to read out or paste."""
+
+
+def card_update(request: StopRequest) -> list[tuple[str, str]]:
+    """The outbox delivery of a card's own update, when it has a reply link to update it through."""
+    return [(CARD, "")] if request.response_url else []
 
 
 def new_request_id() -> str:
@@ -144,7 +150,7 @@ class Lifecycle:
         if not await self.store.claim_for_execution(
             request_id, actor, deliveries=self.notifier.targets(request), response_url=fresh
         ):
-            return await self.why_not(request_id)
+            return await self.why_not(request_id, actor)
         update: dict[str, object] = {"state": RequestState.EXECUTING, "confirmed_by": actor}
         if fresh:
             update |= {"response_url": fresh, "response_url_at": utcnow()}
@@ -162,7 +168,7 @@ class Lifecycle:
             except PolicyRefusal as refusal:
                 return await self._refuse(request, actor, "cancel", refusal)
         if not await self.store.cancel(request_id, actor):
-            return await self.why_not(request_id)
+            return await self.why_not(request_id, actor)
         return ClickResult(await self.store.get(request_id))
 
     async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
@@ -181,32 +187,33 @@ class Lifecycle:
                 return await self._refuse(request, actor, "decline", refusal)
         reason = f"{DECLINED}: {comment}" if comment else DECLINED
         if not await self.store.cancel(request_id, actor, reason=reason[:500]):
-            return await self.why_not(request_id)
+            return await self.why_not(request_id, actor)
         return ClickResult(await self.store.get(request_id))
 
     async def expire_due(self) -> list[StopRequest]:
         """Expire every pending request past its expiry; returns those this call expired."""
         expired: list[StopRequest] = []
         for request in await self.store.due_for_expiry():
-            if not await self.store.expire(request.id):
+            # The card's update is owed through the outbox, never made here: a slow Slack must not
+            # hold the sweep (nor what comes after it).
+            if not await self.store.expire(request.id, deliveries=card_update(request)):
                 continue
-            ended = await self.store.get(request.id)
-            if ended is None:
-                continue
-            expired.append(ended)
-            try:
-                await self.notifier.card_ended(ended)
-            except Exception:
-                log.warning("could not announce an expiry", extra={"request_id": request.id})
+            expired.append(request.model_copy(update={"state": RequestState.EXPIRED}))
         return expired
 
-    async def why_not(self, request_id: str) -> ClickResult:
-        """Explain why a transition was lost (and expire a request found past its expiry)."""
+    async def why_not(self, request_id: str, actor: Actor | None = None) -> ClickResult:
+        """Explain why a transition was lost (and expire a request found past its expiry), to
+        `actor` only as far as the policy lets them see the request (as ``status`` would)."""
         request = await self.store.get(request_id)
         if request is None:
             return ClickResult(None, refusal=NO_SUCH_REQUEST)
+        if actor is not None:
+            try:
+                await self.policy.check_view(actor, request)
+            except PolicyRefusal as refusal:
+                return ClickResult(None, refusal=f"Not allowed: {refusal.message}")
         if request.state is RequestState.PENDING and request.is_expired():
-            await self.store.expire(request_id)
+            await self.store.expire(request_id, deliveries=card_update(request))
             request = await self.store.get(request_id) or request
         if request.state is RequestState.EXPIRED:
             kind = self.catalog.kind(request.provider)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from bot.core.metrics import OUTBOX_DEPTH
@@ -26,6 +27,10 @@ POST_CAP_SECONDS = 45.0
 """No post may take longer than this (well inside its lease); a slower one is tried again later."""
 MAX_ATTEMPTS = 30
 """Retries back off 2, 4, 8… up to 300 s: 30 attempts cover about two hours of Slack outage."""
+CARD = "card"
+"""The outbox target of a card's own update (through its reply link), as opposed to channel posts."""
+CARD_CONCURRENCY = 8
+"""Card updates made at once in one pass (each may wait on Slack up to its own timeout)."""
 HOLD_RETRY_SECONDS = 60
 """How often a post held by a refused token is tried again (it is never given up)."""
 
@@ -39,12 +44,26 @@ class Outbox:
         self.lease_seconds = lease_seconds
 
     async def deliver(self, request_id: str | None = None) -> int:
-        """Post what is owed (one request's, or every due one); returns how many got through."""
+        """Post what is owed (one request's, or every due one); returns how many got through.
+
+        Channel posts go one by one, in order; card updates (housekeeping, each through its own
+        reply link) go after them, a few at a time, so a slow Slack holds neither."""
         sent = 0
-        for delivery in await self.store.due_deliveries(request_id):
+        due = await self.store.due_deliveries(request_id)
+        for delivery in (d for d in due if d.target != CARD):
             lease = await self.store.claim_delivery(delivery.id, self.lease_seconds)
             if lease is not None and await self._post(delivery, lease):
                 sent += 1
+        cards = [d for d in due if d.target == CARD]
+        if cards:
+            gate = asyncio.Semaphore(CARD_CONCURRENCY)
+
+            async def one(delivery: OutboxPost) -> bool:
+                async with gate:
+                    lease = await self.store.claim_delivery(delivery.id, self.lease_seconds)
+                    return lease is not None and await self._post(delivery, lease)
+
+            sent += sum(await asyncio.gather(*(one(d) for d in cards)))
         if request_id is not None and sent:
             # The outcome may have come while the live record was being posted: update it now.
             for delivery in await self.store.due_deliveries(request_id):
@@ -60,6 +79,8 @@ class Outbox:
         if request is None:
             await self.store.delivery_failed(delivery, "the request is gone", None, lease)
             return False
+        if delivery.target == CARD:
+            return await self._update_card(request, delivery, lease)
         if request.outcome is None and request.state in (RequestState.CANCELLED, RequestState.EXPIRED):
             if delivery.message_ts is None:  # never shown: nothing to end
                 await self.store.delivered(delivery, None, lease)
@@ -79,7 +100,8 @@ class Outbox:
         except Exception as exc:
             await self._failed(delivery, lease, exc)
             return False
-        if not await self.store.delivered(delivery, ts, lease, started=started, note=note):
+        posted = request.outcome.model_dump_json() if request.outcome is not None else None
+        if not await self.store.delivered(delivery, ts, lease, started=started, note=note, posted_outcome=posted):
             log.error(
                 "outcome post to %s outlived its lease; another process may have posted it too",
                 delivery.target,
@@ -92,6 +114,12 @@ class Outbox:
         self, request: StopRequest, delivery: OutboxPost, link_ts: str | None
     ) -> tuple[str | None, str | None]:
         """Make one post: its ts, and the refusal when it had to go another way (the reply link)."""
+        if delivery.message_ts is None and delivery.attempts > 0:
+            # An earlier attempt may have been accepted with its answer lost (its process died while
+            # the chat service answered): update that message in place rather than post a second one.
+            found = await self.notifier.find_post(request, delivery.target, delivery.channel)
+            if found is not None:
+                delivery = replace(delivery, message_ts=found)
         try:
             if request.outcome is None:
                 # Waiting for approval, being stopped, or ended without a stop (cancelled, declined, expired).
@@ -117,6 +145,19 @@ class Outbox:
                 return None, exc.reason
             raise DeliveryError(f"{exc.reason}, and no reply link is left", permanent=True) from None
         return ts, None
+
+    async def _update_card(self, request: StopRequest, delivery: OutboxPost, lease: str) -> bool:
+        """The requester's card shows how the request ended (its reply link lasts 30 minutes)."""
+        try:
+            async with asyncio.timeout(min(POST_CAP_SECONDS, self.lease_seconds * 0.75)):
+                updated = await self.notifier.card_ended(request)
+        except Exception as exc:
+            await self._failed(delivery, lease, exc)
+            return False
+        if not updated:  # the link expired, is used up or was refused: nothing can make it work
+            await self.store.delivery_failed(delivery, "the card's reply link did not take the update", None, lease)
+            return False
+        return await self.store.delivered(delivery, None, lease)
 
     async def _failed(self, delivery: OutboxPost, lease: str, exc: Exception) -> None:
         if isinstance(exc, TimeoutError):

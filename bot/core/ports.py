@@ -192,8 +192,10 @@ class Store(Protocol):
     async def cancel(self, request_id: str, actor: Actor, reason: str = "cancelled by the requester") -> bool:
         """pending → cancelled (`reason` is kept as the request's end reason)."""
 
-    async def expire(self, request_id: str) -> bool:
-        """pending → expired, only once the expiry has passed."""
+    async def expire(
+        self, request_id: str, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """pending → expired, only once the expiry has passed (`deliveries`: posts it owes from now on)."""
 
     async def due_for_expiry(self) -> list[StopRequest]:
         """Pending requests whose expiry has passed."""
@@ -243,11 +245,18 @@ class Store(Protocol):
     async def audit(self, request_id: str) -> list[AuditEntry]:
         """One request's audit trail, oldest first."""
 
+    async def claim_check(self, request_id: str, actor: Actor, *, outcome: Outcome, lease_seconds: float) -> bool:
+        """Take a done request's "Check again" for `lease_seconds` if its outcome is still `outcome`
+        and nobody holds a check of it (one winner)."""
+
     async def revise_outcome(
-        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, announce: bool = True
+        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, quiet_seconds: float = 0
     ) -> bool:
-        """Replace a done request's outcome ("Check again") if it is still `previous`; with
-        `announce`, make its posts due again."""
+        """Replace a done request's outcome ("Check again") if it is still `previous`, make its posts
+        due again, and hold further checks `quiet_seconds` more."""
+
+    async def end_check(self, request_id: str) -> None:
+        """Give a Check again up without a revision."""
 
     async def pending_requests(self, limit: int = 50) -> list[StopRequest]:
         """Requests waiting for a confirmation (not yet expired), newest first."""
@@ -278,9 +287,11 @@ class Store(Protocol):
         *,
         started: bool = False,
         note: str | None = None,
+        posted_outcome: str | None = None,
     ) -> bool:
         """The post was accepted (`note`: how it had to go, e.g. through the reply link): recorded
-        only for the holder of `lease` (False when it lost it);
+        only for the holder of `lease` (False when it lost it); a post of an outcome (`posted_outcome`,
+        JSON) that was revised meanwhile is due again instead of done;
         with `started`, it was the live record's first message and stays owed its update."""
 
     async def delivery_failed(
@@ -290,6 +301,9 @@ class Store(Protocol):
 
     async def sent_message_ts(self, request_id: str, target: str) -> str | None:
         """The ts of a post already accepted (for links to it)."""
+
+    async def add_deliveries(self, request_id: str, deliveries: Sequence[tuple[str, str]]) -> None:
+        """Owe these posts from now on (those already owed are kept as they are)."""
 
     async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
         """The request's posts that met trouble (a refusal, a reroute, a wait), in target order."""
@@ -322,8 +336,17 @@ class Notifier(Protocol):
     ) -> str | None:
         """Post the outcome to one target; returns the message ts, raises `DeliveryError`."""
 
-    async def card_ended(self, request: StopRequest) -> None:
-        """Show the request's card as ended (expired, or stopped from another front end), buttons gone."""
+    async def card_ended(self, request: StopRequest) -> bool:
+        """Show the request's card as ended (expired, or stopped from another front end), buttons gone;
+        False when the card could not be updated (its reply link expired or used up)."""
+
+    async def direct_posts(self, user_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """The posts owed to people by direct message (approvers), as (target, conversation) pairs:
+        each one's card is posted there and kept up to date like a live record."""
+
+    async def find_post(self, request: StopRequest, target: str, channel: str) -> str | None:
+        """The ts of an earlier post of this request and target that went out although its answer
+        was lost (a process died while the chat service answered), or None."""
 
     async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
         """Post the outcome in the request's own conversation through the reply link Slack gave with
@@ -363,12 +386,21 @@ class NullNotifier:
         """Never called (no targets)."""
         return None
 
-    async def card_ended(self, request: StopRequest) -> None:
-        """Do nothing."""
+    async def card_ended(self, request: StopRequest) -> bool:
+        """Nothing to update."""
+        return True
 
     async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
         """Never called (no targets)."""
         return False
+
+    async def direct_posts(self, user_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """No direct messages."""
+        return []
+
+    async def find_post(self, request: StopRequest, target: str, channel: str) -> str | None:
+        """Nothing was posted."""
+        return None
 
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None

@@ -38,6 +38,9 @@ class Recovery:
         """Resume every request silent in `executing` for `silent_for`; returns those settled here."""
         settled: list[StopRequest] = []
         for request in await self.store.stuck_executing(silent_for):
+            if self.execution.owns(request.id):
+                # Silent only because the store was: this process is running it (and keeps its answer).
+                continue
             if not await self.store.take_for_recovery(request.id, silent_for):
                 continue  # another process is resuming it
             token = request_id_var.set(request.id)  # every line of the resumed stop carries its id

@@ -33,14 +33,29 @@ from bot.core.recheck import RECHECKABLE, check_again
 from bot.core.recovery import Recovery
 from bot.core.render import help_text
 from bot.core.results import ClickResult, Preview, ReplyLink
+from bot.core.timebox import within
 
 log = logging.getLogger(__name__)
 
+STORE_ANSWER_SECONDS = 5.0
+"""How long a click waits for the store before telling the clicker it is unreachable."""
+STORE_DOWN = "stopcampaign's store is unreachable, so {what}. Press {button} again in a moment."
+CHECK_LEASE_SECONDS = 60.0
+"""How long one Check again holds the request (a read, or a repeat-safe stop, within its budget)."""
+CHECK_QUIET_SECONDS = 5.0
+"""After a check, further clicks wait this long: a double click checks (and sends) once."""
+BEING_CHECKED = "Someone is checking this stop again right now, or just did: its records show the result."
 ANNOUNCE_WAIT_SECONDS = 5.0
 """How long a confirm waits for its live record's post before it answers (the outbox goes on after)."""
 SHUTTING_DOWN = (
     "stopcampaign is restarting: your stop is kept and is sent as soon as it is back (within a minute or two)."
 )
+
+
+def _store_trouble(click: str, request_id: str, exc: Exception) -> None:
+    """One log line saying why a click did nothing (never a traceback: the store is down, not a bug)."""
+    reason = "it did not answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+    log.warning("%s click not taken: the store is unreachable (%s)", click, reason, extra={"request_id": request_id})
 
 
 class StopService:
@@ -180,9 +195,19 @@ class StopService:
         return [other for other in pending if other.id != request.id]
 
     async def announce_request(self, request: StopRequest) -> None:
-        """Post what a new request owes now (a two-person request's live record), once it is stored."""
-        if request.two_person and await self._store.saved(request.id):
-            await self._post_record(request.id)
+        """Post what a new request owes now, once it is stored: a two-person request's live record,
+        and its card by DM to each approver the policy names (kept up to date like the record, so
+        no approver keeps a live button of a request that ended)."""
+        if not request.two_person or not await self._store.saved(request.id):
+            return
+        try:
+            approvers = await self._policy.approver_ids(request)
+            if approvers:
+                await self._store.add_deliveries(request.id, await self._notifier.direct_posts(approvers))
+        except Exception as exc:
+            log.warning("could not owe the approvers their cards: %s", type(exc).__name__,
+                        extra={"request_id": request.id})
+        await self._post_record(request.id)
 
     async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
         """What the request's posts could not do so far (a channel that refused the app…)."""
@@ -231,7 +256,12 @@ class StopService:
         the request's Slack card is shown as ended once the outcome is known, so its buttons go.
         `reply` is where the click came from (a newer reply link for the request's conversation).
         """
-        claimed = await self.lifecycle.claim(request_id, actor, reply)
+        request_id_var.set(request_id)  # set here: the claim runs in a task of its own (`within`)
+        try:
+            claimed = await within(STORE_ANSWER_SECONDS, self.lifecycle.claim(request_id, actor, reply))
+        except Exception as exc:  # nothing is sent unless the claim is stored: say so at once
+            _store_trouble("Stop", request_id, exc)
+            return ClickResult(None, refusal=STORE_DOWN.format(what="nothing was sent", button="Stop"))
         if isinstance(claimed, ClickResult):
             return claimed
         if on_executing is not None:
@@ -260,11 +290,23 @@ class StopService:
 
     async def decline(self, request_id: str, actor: Actor, comment: str = "") -> ClickResult:
         """An approver turns down a two-person request; nothing is sent to the provider."""
-        return await self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
+        request_id_var.set(request_id)
+        try:
+            return await within(
+                STORE_ANSWER_SECONDS, self.lifecycle.decline(request_id, actor, " ".join(comment.split())[:300])
+            )
+        except Exception as exc:
+            _store_trouble("Decline", request_id, exc)
+            return ClickResult(None, refusal=STORE_DOWN.format(what="the request was not declined", button="Decline"))
 
     async def check_again(self, request_id: str, actor: Actor, reply: ReplyLink | None = None) -> ClickResult:
         """Settle an outcome that could not say for sure (see `bot.core.recheck`), update the records."""
-        request = await self._store.get(request_id)
+        request_id_var.set(request_id)
+        try:
+            request = await within(STORE_ANSWER_SECONDS, self._store.get(request_id))
+        except Exception as exc:
+            _store_trouble("Check again", request_id, exc)
+            return ClickResult(None, refusal=STORE_DOWN.format(what="nothing was checked", button="Check again"))
         if request is None:
             return ClickResult(None, refusal="This stop request does not exist.")
         if reply is not None and reply.url and reply.fits(request):
@@ -282,17 +324,19 @@ class StopService:
             return ClickResult(request, refusal="This account is no longer configured.")
         request_id_var.set(request_id)
         previous = request.outcome
-        # Claim the check first (compare-and-set on the outcome): of two clicks, in one process or
-        # two, only one reads or re-sends.
-        checking = previous.model_copy(update={"finished_at": utcnow()})
-        if not await self._store.revise_outcome(request_id, checking, actor, previous=previous, announce=False):
-            return ClickResult(request, refusal="Someone is already checking this stop again.")
+        # One check at a time, and none right after one (a double click): a lease on the request,
+        # taken with a compare-and-set, in one process or several.
+        if not await self._store.claim_check(request_id, actor, outcome=previous, lease_seconds=CHECK_LEASE_SECONDS):
+            return ClickResult(request, refusal=BEING_CHECKED)
         try:
             outcome = await check_again(request, adapter, self._store)
         except Exception:
             log.exception("check again failed", extra={"request_id": request_id})
-            outcome = previous
-        if not await self._store.revise_outcome(request_id, outcome, actor, previous=checking):
+            await self._store.end_check(request_id)
+            return ClickResult(request, refusal="The check failed; nothing changed. Try again.")
+        if not await self._store.revise_outcome(
+            request_id, outcome, actor, previous=previous, quiet_seconds=CHECK_QUIET_SECONDS
+        ):
             return ClickResult(request, refusal="The request changed meanwhile; try again.")
         await self.outbox.deliver(request_id)
         revised = request.model_copy(update={"outcome": outcome})
@@ -306,7 +350,12 @@ class StopService:
 
     async def cancel(self, request_id: str, actor: Actor) -> ClickResult:
         """End a pending request without any provider call."""
-        return await self.lifecycle.cancel(request_id, actor)
+        request_id_var.set(request_id)
+        try:
+            return await within(STORE_ANSWER_SECONDS, self.lifecycle.cancel(request_id, actor))
+        except Exception as exc:
+            _store_trouble("Cancel", request_id, exc)
+            return ClickResult(None, refusal=STORE_DOWN.format(what="the request was not cancelled", button="Cancel"))
 
     # ----- background jobs ---------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ one and says whether a failure is worth retrying.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -16,16 +18,20 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.core.models import AuditEntry, Outcome, ProviderFacts, RequestState, StopRequest
 from bot.core.ports import DeliveryError, ProviderCatalog, facts_for
 from bot.core.render import trail_lines
+from bot.core.results import Preview
 from bot.metrics import SLACK_ERRORS
 from bot.slack.blocks import (
     MAX_BLOCKS,
+    Message,
     clip,
+    confirmation_card,
     context,
     ended_card,
     escape,
     outcome_message,
     record_started,
     record_waiting,
+    stopping_card,
     user,
 )
 from bot.slack.health import CONVERSATION_ERRORS, TOKEN_ERRORS, SlackHealth
@@ -49,6 +55,39 @@ PERMANENT_ERRORS = CONVERSATION_ERRORS | frozenset(
         "too_many_attachments",
     }
 )
+
+
+APPROVER = "approver"
+"""The outbox target of an approver's card, sent by DM and kept up to date like a live record."""
+
+
+def approver_card(request: StopRequest, facts: ProviderFacts) -> Message:
+    """An approver's DM card as the request stands: to approve (with its buttons), being stopped,
+    or ended (no button left)."""
+    if request.state is RequestState.PENDING:
+        if request.preview is not None:
+            preview: Preview | None = Preview(request.preview)
+        else:
+            preview = None if facts.has_preview else Preview(None, facts.no_preview_reason)
+        return confirmation_card(request, facts, preview)
+    if request.state is RequestState.EXECUTING:
+        return stopping_card(request, facts)
+    return ended_card(request, facts)
+
+
+RECORD_EVENT = "stopcampaign_record"
+"""The metadata event type of the app's records and outcome posts (to find one whose answer was lost)."""
+
+
+def record_metadata(request: StopRequest, target: str) -> dict[str, Any]:
+    """Message metadata naming the request and target a post belongs to (not shown to people)."""
+    return {"event_type": RECORD_EVENT, "event_payload": {"request_id": request.id, "target": target}}
+
+
+def _slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError) and isinstance(exc.response.data, dict):
+        return str(exc.response.data.get("error") or type(exc).__name__)
+    return type(exc).__name__
 
 
 class SlackNotifier:
@@ -86,9 +125,40 @@ class SlackNotifier:
             request,
             target,
             lambda: self.client.chat_postMessage(
-                channel=channel, unfurl_links=False, **outcome_message(request, outcome, facts, permalink=permalink)
+                channel=channel, unfurl_links=False, metadata=record_metadata(request, target),
+                **outcome_message(request, outcome, facts, permalink=permalink),
             ),
         )
+
+    async def find_post(self, request: StopRequest, target: str, channel: str) -> str | None:
+        """The ts of a post of this request and target that Slack accepted although its answer was
+        lost (the process died while Slack answered): found by the metadata every post carries, in
+        the conversation's messages since the request was made. None when there is none, or when the
+        app may not read the conversation's history (no ``channels:history``/``groups:history``)."""
+        since = (request.confirmed_at or request.created_at) - timedelta(minutes=1)
+        try:
+            answer = await self.client.conversations_history(
+                channel=channel, oldest=f"{since.timestamp():.6f}", limit=200, include_all_metadata=True
+            )
+        except Exception as exc:
+            log.info("could not look for an earlier post in %s (%s)", target, _slack_error(exc),
+                     extra={"request_id": request.id})
+            return None
+        messages = answer.get("messages")
+        for message in messages if isinstance(messages, list) else []:
+            metadata = message.get("metadata") if isinstance(message, dict) else None
+            if not isinstance(metadata, dict):
+                continue
+            payload = metadata.get("event_payload")
+            if (
+                isinstance(payload, dict)
+                and metadata.get("event_type") == RECORD_EVENT
+                and payload.get("request_id") == request.id
+                and payload.get("target") == target
+                and isinstance(message.get("ts"), str)
+            ):
+                return str(message["ts"])
+        return None
 
     async def _call(
         self, method: str, request: StopRequest, target: str, send: Callable[[], Awaitable[AsyncSlackResponse]]
@@ -117,6 +187,22 @@ class SlackNotifier:
         ts = response.get("ts")
         return ts if isinstance(ts, str) else None
 
+    async def direct_posts(self, user_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Each approver's DM with the app (``conversations.open``), where their card is posted and
+        then kept up to date; an approver Slack will not open a DM with is left out (logged)."""
+        posts = []
+        for user_id in user_ids:
+            try:
+                answer = await self.client.conversations_open(users=user_id)
+            except Exception as exc:
+                log.warning("could not open a DM with an approver: %s", _slack_error(exc))
+                continue
+            channel = answer.get("channel")
+            channel_id = channel.get("id") if isinstance(channel, dict) else None
+            if isinstance(channel_id, str) and channel_id:
+                posts.append((APPROVER, channel_id))
+        return posts
+
     async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
         """The outcome, posted for everyone in the request's conversation through its reply link
         (the app is not in that conversation), saying how to let the app post there itself."""
@@ -137,7 +223,9 @@ class SlackNotifier:
         """The live record as the request stands: waiting for approval, being stopped, or ended
         without a stop; a new message, or with `ts` the same one updated in place."""
         permalink, facts = await self._context(request, target, link_ts)
-        if request.state is RequestState.PENDING:
+        if target == APPROVER:
+            message = approver_card(request, facts)
+        elif request.state is RequestState.PENDING:
             message = record_waiting(request, facts, permalink=permalink)
         elif request.state is RequestState.EXECUTING:
             message = record_started(request, facts, permalink=permalink)
@@ -146,7 +234,9 @@ class SlackNotifier:
         if ts is None:
             return await self._call(
                 "chat.postMessage", request, target,
-                lambda: self.client.chat_postMessage(channel=channel, unfurl_links=False, **message),
+                lambda: self.client.chat_postMessage(
+                    channel=channel, unfurl_links=False, metadata=record_metadata(request, target), **message
+                ),
             )
         try:
             return await self._call(
@@ -170,7 +260,7 @@ class SlackNotifier:
         """The live record becomes the outcome, in place (chat.update); a record that is gone
         (deleted, or the channel unreachable for updates) gets a new message instead."""
         permalink, facts = await self._context(request, target, link_ts)
-        message = outcome_message(request, outcome, facts, permalink=permalink)
+        message = outcome_message(request, outcome, facts, permalink=None if target == APPROVER else permalink)
         try:
             updated = await self._call(
                 "chat.update", request, target, lambda: self.client.chat_update(channel=channel, ts=ts, **message)
@@ -179,7 +269,8 @@ class SlackNotifier:
             if exc.reason not in ("message_not_found", "cant_update_message", "edit_window_closed"):
                 raise
             return await self.post(request, outcome, target, channel, link_ts)
-        await self._thread_details(request, facts, channel, ts, trail or [])
+        if target != APPROVER:  # an approver's DM card needs no audit trail
+            await self._thread_details(request, facts, channel, ts, trail or [])
         return updated
 
     async def _thread_details(
@@ -193,12 +284,12 @@ class SlackNotifier:
         except Exception as exc:
             log.info("the audit trail could not be put in the record's thread (%s)", type(exc).__name__)
 
-    async def card_ended(self, request: StopRequest) -> None:
+    async def card_ended(self, request: StopRequest) -> bool:
         """Replace the request's card by its ended state, without buttons (its response_url is valid
         for 30 minutes; past that the card keeps its buttons, and a click is told the request ended)."""
         facts = facts_for(self.catalog, request.provider, request.account)
-        await post_response(request.response_url, ended_card(request, facts), replace=True,
-                            issued_at=request.response_url_at or request.created_at)
+        return await post_response(request.response_url, ended_card(request, facts), replace=True,
+                                   issued_at=request.response_url_at or request.created_at)
 
     async def _context(
         self, request: StopRequest, target: str, link_ts: str | None

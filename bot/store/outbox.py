@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, insert, select, update
 
 from bot.core.models import RequestState, utcnow
 from bot.core.ports import AnnounceProblem, OutboxPost
@@ -44,7 +45,7 @@ class OutboxRows(Database):
                 select(outbox)
                 .where(outbox.c.state == "pending")
                 .where(outbox.c.next_attempt_at <= now)
-                .order_by(outbox.c.id)
+                .order_by(case((outbox.c.target == "card", 1), else_=0), outbox.c.id)  # channel posts first
                 .limit(limit)
             )
             if request_id is not None:
@@ -79,9 +80,12 @@ class OutboxRows(Database):
         *,
         started: bool = False,
         note: str | None = None,
+        posted_outcome: str | None = None,
     ) -> bool:
         """The post was accepted (`note`: how it had to go, kept as the row's last error): recorded
-        only for the holder of `lease` (False: it had lost it).
+        only for the holder of `lease` (False: it had lost it). `posted_outcome` is the outcome (JSON)
+        the post showed: when the request's outcome is another one by now (a Check again revised it
+        while the post was under way), the post is due again at once instead of done.
 
         With `started` it was the live record's first message: the post stays owed its update
         (``started``, or due again at once when the outcome came meanwhile)."""
@@ -93,6 +97,9 @@ class OutboxRows(Database):
                 select(stop_requests.c.state).where(stop_requests.c.id == delivery.request_id).scalar_subquery()
             ).in_(ENDED_STATES)
             state: Any = case((done, "pending"), else_="started")
+        elif posted_outcome is not None:
+            current = select(stop_requests.c.outcome_json).where(stop_requests.c.id == delivery.request_id)
+            state = case((current.scalar_subquery() == posted_outcome, "sent"), else_="pending")
         else:
             state = "sent"
         now = utcnow()
@@ -152,11 +159,26 @@ class OutboxRows(Database):
             row = (await conn.execute(query)).first()
         return row[0] if row else None
 
+    async def add_deliveries(self, request_id: str, deliveries: Sequence[tuple[str, str]]) -> None:
+        """Owe these posts from now on (a post already owed to the same target and channel is kept)."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            owed = select(outbox.c.target, outbox.c.channel).where(outbox.c.request_id == request_id)
+            existing = {(row[0], row[1]) for row in (await conn.execute(owed)).all()}
+            for target, channel in deliveries:
+                if (target, channel) in existing:
+                    continue
+                await conn.execute(insert(outbox).values(
+                    request_id=request_id, target=target, channel=channel, state="pending", attempts=0,
+                    next_attempt_at=now, created_at=now, updated_at=now,
+                ))
+
     async def announce_problems(self, request_id: str) -> list[AnnounceProblem]:
         """The request's posts that met trouble: rerouted (sent with a note), given up, or waiting."""
         query = (
             select(outbox.c.target, outbox.c.channel, outbox.c.state, outbox.c.last_error)
             .where(outbox.c.request_id == request_id)
+            .where(outbox.c.target.in_(("channel", "incident")))
             .where(outbox.c.last_error.is_not(None))
             .order_by(outbox.c.id)
         )

@@ -253,8 +253,8 @@ class Store(OutboxRows, AttemptRows, GroupRows):
             await append_audit(conn, request_id, event_name, from_state, to_state, actor, detail or {})
             existing = set()
             if deliveries or wake_posts:
-                owed = select(outbox.c.target).where(outbox.c.request_id == request_id)
-                existing = {row[0] for row in (await conn.execute(owed)).all()}
+                owed = select(outbox.c.target, outbox.c.channel).where(outbox.c.request_id == request_id)
+                existing = {(row[0], row[1]) for row in (await conn.execute(owed)).all()}
                 # A live record posted at the click is now owed its update.
                 await conn.execute(
                     update(outbox)
@@ -263,7 +263,7 @@ class Store(OutboxRows, AttemptRows, GroupRows):
                     .values(state="pending", next_attempt_at=now, updated_at=now)
                 )
             for target, channel in deliveries:
-                if target in existing:
+                if (target, channel) in existing:
                     continue
                 await conn.execute(
                     insert(outbox).values(
@@ -317,8 +317,10 @@ class Store(OutboxRows, AttemptRows, GroupRows):
             wake_posts=True,  # a two-person request's live record says it ended
         )
 
-    async def expire(self, request_id: str, now: datetime | None = None) -> bool:
-        """pending → expired, only once the expiry has passed."""
+    async def expire(
+        self, request_id: str, now: datetime | None = None, deliveries: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """pending → expired, only once the expiry has passed (`deliveries`: the card's update, owed)."""
         return await self.transition(
             request_id,
             [RequestState.PENDING],
@@ -328,6 +330,7 @@ class Store(OutboxRows, AttemptRows, GroupRows):
             values={"end_reason": "the confirmation expired before anyone pressed Stop"},
             expired_at=now or utcnow(),
             wake_posts=True,
+            deliveries=deliveries,
         )
 
     async def finish(self, request_id: str, outcome: Outcome, deliveries: Sequence[tuple[str, str]] = ()) -> bool:
@@ -349,12 +352,32 @@ class Store(OutboxRows, AttemptRows, GroupRows):
             deliveries=deliveries,
         )
 
+    async def claim_check(self, request_id: str, actor: Actor, *, outcome: Outcome, lease_seconds: float) -> bool:
+        """Take a done request's "Check again" for `lease_seconds`, if its outcome is still `outcome`
+        and nobody holds a check of it (one winner among clicks, in one process or several)."""
+        async with self._writing() as conn:
+            now = await self._now(conn)
+            result = await conn.execute(
+                update(stop_requests)
+                .where(stop_requests.c.id == request_id)
+                .where(stop_requests.c.state == RequestState.DONE.value)
+                .where(stop_requests.c.outcome_json == outcome.model_dump_json())
+                .where(or_(stop_requests.c.checking_until.is_(None), stop_requests.c.checking_until <= now))
+                .values(checking_until=now + timedelta(seconds=lease_seconds))
+            )
+            if result.rowcount != 1:
+                return False
+            await append_audit(conn, request_id, "checking_again", None, None, actor,
+                               {"status": outcome.status.value})
+        return True
+
     async def revise_outcome(
-        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, announce: bool = True
+        self, request_id: str, outcome: Outcome, actor: Actor, *, previous: Outcome, quiet_seconds: float = 0
     ) -> bool:
-        """Replace a done request's outcome ("Check again") if it is still `previous` (one winner
-        among concurrent clicks); with `announce`, its posts are due again so the live records
-        are updated in place with it."""
+        """Replace a done request's outcome ("Check again") if it is still `previous`, and make its
+        posts due again (those already made, and those under way: a post that completes with the old
+        outcome is made again). The check is held `quiet_seconds` more, so a double click does not
+        check twice."""
         async with self._writing() as conn:
             now = await self._now(conn)
             result = await conn.execute(
@@ -362,14 +385,13 @@ class Store(OutboxRows, AttemptRows, GroupRows):
                 .where(stop_requests.c.id == request_id)
                 .where(stop_requests.c.state == RequestState.DONE.value)
                 .where(stop_requests.c.outcome_json == previous.model_dump_json())
-                .values(outcome_json=outcome.model_dump_json(), updated_at=now)
+                .values(outcome_json=outcome.model_dump_json(), updated_at=now,
+                        checking_until=now + timedelta(seconds=quiet_seconds))
             )
             if result.rowcount != 1:
                 return False
-            await append_audit(conn, request_id, "checked_again" if announce else "checking_again", None, None, actor,
-                          {"status": outcome.status.value, "detail": outcome.detail})
-            if not announce:
-                return True
+            await append_audit(conn, request_id, "checked_again", None, None, actor,
+                               {"status": outcome.status.value, "detail": outcome.detail})
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.request_id == request_id)
@@ -377,6 +399,13 @@ class Store(OutboxRows, AttemptRows, GroupRows):
                 .values(state="pending", next_attempt_at=now, attempts=0, updated_at=now)
             )
         return True
+
+    async def end_check(self, request_id: str) -> None:
+        """Give a Check again up without a revision (it failed): anyone may check again."""
+        async with self._writing() as conn:
+            await conn.execute(
+                update(stop_requests).where(stop_requests.c.id == request_id).values(checking_until=None)
+            )
 
     async def history(
         self,

@@ -35,6 +35,7 @@ stop_requests = Table(
     Column("channel_id", String(32)),
     Column("response_url", Text),
     Column("response_url_at", DateTime(timezone=True)),
+    Column("checking_until", DateTime(timezone=True)),
     Column("state", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),

@@ -234,3 +234,39 @@ async def test_a_post_cut_off_by_kill_9_is_made_by_the_next_process(
         assert await store.outbox_depth() == 0
     finally:
         await store.close()
+
+
+async def test_a_record_slack_took_before_a_kill_is_found_and_updated_after_the_restart(
+    tmp_path: Path, fake_slack: FakeSlack, sandbox: tuple[Sandbox, RunningServer]
+) -> None:
+    """kill -9 while Slack holds the answer to an accepted "… is stopping …" post: the successor
+    finds that message (by the metadata every post carries) and turns it into the outcome, so the
+    channel never keeps a stale "is stopping" beside a second message."""
+    box, box_server = sandbox
+    database = f"sqlite:///{tmp_path / 'record.db'}"
+    env = environment(fake_slack, box, box_server.url, database)
+    fake_slack.accept_then_hold("chat.postMessage", CHANNEL)  # in the channel, but no answer comes back
+    processes = [await start_serve(env, tmp_path)]
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            app = AppUnderTest(url=processes[0].url, web=None, slack=fake_slack, sandbox=box, http=http)
+            request_id = buttons((await app.command(f"clevertap {CAMPAIGNS[0]} record"))
+                                 .json())[STOP_ACTION]["value"]
+            box["clevertap"].campaigns[CAMPAIGNS[0]] = SandboxCampaign(CAMPAIGNS[0], "Record", "running", kind="push")
+            await app.click(STOP_ACTION, request_id)
+        await processes[0].wait_for_line(lambda line: "stop finished" in line, timeout=30)  # the outcome is in hand
+        await fake_slack.wait_until_message(CHANNEL)  # Slack has the channel's record; the process never hears
+        processes[0].process.send_signal(signal.SIGKILL)
+        await processes[0].stop()
+        fake_slack.accepted_then_held.clear()
+        fake_slack.release()
+        processes.append(await start_serve(env, tmp_path))  # the successor, once the post's lease ran out
+        await fake_slack.wait_until(lambda: len(fake_slack.outcomes()) >= 2, timeout=60)
+    finally:
+        await kill_all(processes)
+    in_channel = [m for m in fake_slack.messages() if m.body["channel"] == CHANNEL]
+    assert len(in_channel) == 1, [m.body.get("text") for m in in_channel]  # one record, updated in place
+    assert in_channel[0].method == "chat.update" and "stopped" in json.dumps(in_channel[0].body)
+    # Killed right after the stop was answered, perhaps before its outcome was stored: the successor
+    # may settle it with one more (repeat-safe) stop, never more.
+    assert len(box["clevertap"].calls_to(STOP_PATH, "POST")) <= 2

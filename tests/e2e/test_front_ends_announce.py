@@ -19,7 +19,7 @@ from bot.slack.blocks import STOP_ACTION
 from tests.e2e.conftest import BOT_TOKEN, CHANNEL, INCIDENT, StartApp, buttons, message_text, provider_env
 from tests.e2e.processes import clean_environment
 from tests.e2e.test_policy_flows import ALICE, BOB, POLICY, SONARLY_RUNNING, policy_app
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, dm_of
 
 CONSOLE = f"console:{getpass.getuser()}"
 
@@ -68,7 +68,9 @@ async def test_an_approval_from_the_cli_is_announced_and_ends_the_card(
     assert "stopped" in output and "Traceback" not in output
 
     posts = [p for p in app.slack.outcomes() if request_id in message_text(p.body)]
-    posts = [p for p in posts if p.body["channel"] != BOB]  # BOB (S0LEADS) got the approval card by DM
+    dm = [p for p in posts if p.body["channel"] == dm_of(BOB)]  # BOB (S0LEADS) got the approval card by DM…
+    assert len(dm) == 1 and STOP_ACTION not in buttons(dm[0].body)  # …updated with the outcome, buttons gone
+    posts = [p for p in posts if p.body["channel"] != dm_of(BOB)]
     assert sorted(p.body["channel"] for p in posts) == sorted([CHANNEL, INCIDENT])
     assert CONSOLE in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
     assert await app.runtime.store.outbox_depth() == 0  # posted by the CLI, nothing left for serve

@@ -15,6 +15,7 @@ from bot.slack.blocks import CANCEL_ACTION, DECLINE_ACTION, STOP_ACTION
 from bot.store.schema import audit_log, stop_requests
 from tests import slack_requests
 from tests.e2e.conftest import CHANNEL, INCIDENT, AppUnderTest, StartApp, buttons, message_text
+from tests.fakes.slack import dm_of
 
 ALICE, BOB, CAROL, DAVE = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"
 SONARLY_RUNNING = "65f1a0c0e4b0a1b2c3d4e501"
@@ -89,10 +90,14 @@ async def test_two_person_rule(start_app: StartApp, tmp_path: Path) -> None:
 
     await app.click(STOP_ACTION, request_id, user=BOB)
     calls = await app.slack.wait_for_outcomes(3)  # the approval card by DM, then the outcome twice
-    posts = [p for p in calls if p.body["channel"] != BOB]
+    posts = [p for p in calls if p.body["channel"] != dm_of(BOB)]
     # The records were posted at the request ("waiting for approval") and updated in place since.
     assert all(p.method == "chat.update" for p in posts)
-    assert len([m for m in app.slack.messages() if m.body["channel"] != BOB]) == 2
+    assert len([m for m in app.slack.messages() if m.body["channel"] != dm_of(BOB)]) == 2
+    # The approver's DM card is updated in place too: no live button stays once the request ended.
+    await app.runtime.wait_for_delivery_pass()
+    dm = [m for m in app.slack.messages() if m.body["channel"] == dm_of(BOB)]
+    assert len(dm) == 1 and dm[0].method == "chat.update" and STOP_ACTION not in buttons(dm[0].body)
     await app.runtime.tasks.wait_idle()
     assert len(simulator.calls_to("/stop", "POST")) == 1
     assert f"<@{BOB}>" in message_text(posts[0].body) and f"<@{ALICE}>" in message_text(posts[0].body)
@@ -220,10 +225,10 @@ async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start
     request_id = buttons(card)[STOP_ACTION]["value"]
     assert DECLINE_ACTION in buttons(card)
     dms = await app.slack.wait_for_outcomes(1)
-    assert dms[0].body["channel"] == BOB and request_id in message_text(dms[0].body)  # S0LEADS = [BOB]
+    assert dms[0].body["channel"] == dm_of(BOB) and request_id in message_text(dms[0].body)  # S0LEADS = [BOB]
     # The request is public at once: a live record waits for the approval in both channels.
     await app.slack.wait_for("chat.postMessage", 3)
-    waiting = [m for m in app.slack.messages() if m.body["channel"] != BOB]
+    waiting = [m for m in app.slack.messages() if m.body["channel"] != dm_of(BOB)]
     assert all("Waiting for approval (two-person rule)" in message_text(m.body) for m in waiting)
 
     await app.click(DECLINE_ACTION, request_id, user=BOB)
@@ -245,8 +250,10 @@ async def test_approvers_get_the_card_by_dm_and_can_decline_with_a_comment(start
     assert app.sandbox["sonarly"].calls_to("/stop", "POST") == []
     # The live records said "waiting for approval" from the request on, and now say it was declined.
     await app.runtime.wait_for_delivery_pass()
-    records = [m for m in app.slack.messages() if m.body["channel"] != BOB]
+    records = [m for m in app.slack.messages() if m.body["channel"] != dm_of(BOB)]
     summary = [(c.method, c.body.get("channel"), c.ts) for c in app.slack.calls if c.method.startswith("chat.")]
     assert sorted(m.body["channel"] for m in records) == sorted([CHANNEL, INCIDENT]), summary
     for record in records:
         assert record.method == "chat.update" and "Stop declined" in message_text(record.body)
+    dm = [m for m in app.slack.messages() if m.body["channel"] == dm_of(BOB)]  # the approver's own card
+    assert len(dm) == 1 and "Stop declined" in message_text(dm[0].body) and not buttons(dm[0].body)

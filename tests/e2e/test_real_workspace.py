@@ -353,7 +353,7 @@ async def test_each_channel_keeps_one_record_whatever_429s_and_errors_slack_answ
     app: AppUnderTest, kind: str
 ) -> None:
     alice = slack_corpus.default_user(kind)
-    app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.LATENCY, delay=0.5, match="/targets/stop"))
+    app.sandbox["clevertap"].add_fault(Fault(kind=FaultKind.LATENCY, delay=0.2, match="/targets/stop"))
     app.slack.fail("chat.postMessage", Failure(kind="ratelimit", retry_after=0), times=2)
     app.slack.fail("chat.update", Failure(kind="ratelimit", retry_after=0))
     app.slack.fail("chat.update", Failure(kind="http", status=500))

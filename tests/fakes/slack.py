@@ -16,6 +16,7 @@ import itertools
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,18 @@ from starlette.routing import Route
 
 from tests.fakes.socket_mode import FakeSocketMode
 
-CONVERSATION_INFO: dict[str, Any] = json.loads(
-    (Path(__file__).parent.parent / "fixtures" / "slack_web_api" / "conversations.info.json").read_text()
-)
+WEB_API_ANSWERS = Path(__file__).parent.parent / "fixtures" / "slack_web_api"
+CONVERSATION_INFO: dict[str, Any] = json.loads((WEB_API_ANSWERS / "conversations.info.json").read_text())
 """Slack's documented ``conversations.info`` answer (the file names its source)."""
+CONVERSATION_OPEN: dict[str, Any] = json.loads((WEB_API_ANSWERS / "conversations.open.json").read_text())
+"""Slack's documented ``conversations.open`` answer."""
+CONVERSATION_HISTORY: dict[str, Any] = json.loads((WEB_API_ANSWERS / "conversations.history.json").read_text())
+"""Slack's documented ``conversations.history`` answer (its messages are replaced by the channel's)."""
+
+
+def dm_of(user_id: str) -> str:
+    """The id of the app's DM with `user_id` in this fake (Slack gives each pair its own D… id)."""
+    return "D" + user_id[1:]
 
 
 @dataclass
@@ -75,6 +84,11 @@ class FakeSlack:
     """Socket Mode: ``apps.connections.open`` hands out its WebSocket URLs."""
     token_error: str | None = None
     """When set, every Web API method answers ``ok: false`` with this error (``invalid_auth``…)."""
+    held: set[tuple[str, str]] = field(default_factory=set)
+    """(method, channel) pairs whose calls Slack holds until `release()`, then answers normally."""
+    accepted_then_held: set[tuple[str, str]] = field(default_factory=set)
+    """(method, channel) pairs Slack carries out at once but answers only after `release()` (a post
+    that is in the channel although its sender never hears so, if it dies meanwhile)."""
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -106,6 +120,14 @@ class FakeSlack:
         """Take posts in `channel` again."""
         self.refused_channels.pop(channel, None)
 
+    def hold(self, method: str, channel: str) -> None:
+        """Hold every call of `method` to `channel` (Slack slow there) until `release()`; then it succeeds."""
+        self.held.add((method, channel))
+
+    def accept_then_hold(self, method: str, channel: str) -> None:
+        """Carry out `method` in `channel` at once (the message is there), but answer only after `release()`."""
+        self.accepted_then_held.add((method, channel))
+
     def release(self) -> None:
         """Let every call held by a "hang" failure finish (with an error)."""
         self._released.set()
@@ -124,7 +146,7 @@ class FakeSlack:
                 key = (str(call.body.get("channel")), call.ts)
                 latest[key] = call
                 order.append(key)
-            elif call.method == "chat.update":
+            elif call.method == "chat.update" and call.ts is not None:  # an update Slack carried out
                 key = (str(call.body.get("channel")), str(call.body.get("ts")))
                 if key in latest:
                     latest[key] = call
@@ -146,6 +168,16 @@ class FakeSlack:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(self.outcomes()) >= count)
         return self.outcomes()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until `predicate` holds of what the fake recorded."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def wait_until_message(self, channel: str, timeout: float = 10.0) -> None:
+        """Wait until a top-level message is in `channel` (whether or not its sender was answered)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: any(m.body.get("channel") == channel for m in self.messages()))
 
     async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
         """Wait until `count` calls of `method` arrived."""
@@ -197,6 +229,8 @@ class FakeSlack:
         failed = await self._failure(method)
         if failed is not None:
             return failed
+        if (method, str(call.body.get("channel", ""))) in self.held:
+            await self._released.wait()
         if self.token_error is not None:
             return JSONResponse({"ok": False, "error": self.token_error})
         channel_refusal = self.refused_channels.get(str(call.body.get("channel", "")))
@@ -204,6 +238,12 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": channel_refusal})
         if method == "conversations.info":
             return self._conversation_info(str(call.body.get("channel", "")))
+        if method == "conversations.history":
+            return JSONResponse(self._history(str(call.body.get("channel", ""))))
+        if method == "conversations.open":
+            answer = json.loads(json.dumps(CONVERSATION_OPEN["answer"]))
+            answer["channel"]["id"] = dm_of(str(call.body.get("users", "")))
+            return JSONResponse(answer)
         if method == "auth.test":
             return JSONResponse(
                 {
@@ -224,6 +264,8 @@ class FakeSlack:
                 call.ts = ts
                 self._changed.notify_all()
             channel = call.body.get("channel", "C0UNKNOWN")
+            if (method, str(channel)) in self.accepted_then_held:
+                await self._released.wait()
             return JSONResponse(
                 {
                     "ok": True,
@@ -249,6 +291,26 @@ class FakeSlack:
                 return JSONResponse({"ok": False, "error": "no_such_subteam"})
             return JSONResponse({"ok": True, "users": self.groups[group]})
         return JSONResponse({"ok": False, "error": "unknown_method"})
+
+    def _history(self, channel: str) -> dict[str, Any]:
+        """The channel's top-level messages as they read now, newest first, in Slack's shape."""
+        answer: dict[str, Any] = json.loads(json.dumps(CONVERSATION_HISTORY["answer"]))
+        answer["messages"] = []
+        for call in reversed(self.messages()):
+            if call.body.get("channel") != channel:
+                continue
+            first = next(c for c in self.of("chat.postMessage") if c.ts == (call.body.get("ts") or call.ts))
+            message: dict[str, Any] = {"type": "message", "user": "U0BOT", "text": call.body.get("text", ""),
+                                       "ts": first.ts, "bot_id": "B0BOT", "app_id": "A0STOPCAMP"}
+            metadata = first.body.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            if isinstance(metadata, dict):
+                message["metadata"] = metadata
+            answer["messages"].append(message)
+        answer["has_more"] = False
+        answer["response_metadata"] = {"next_cursor": ""}
+        return answer
 
     def _conversation_info(self, channel: str) -> Response:
         if self.refused_channels.get(channel) == "channel_not_found":

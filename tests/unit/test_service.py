@@ -139,12 +139,19 @@ class FakeNotifier:
         self.posts.append((request.id, target, channel))
         return f"17000.{len(self.posts)}"
 
-    async def card_ended(self, request: StopRequest) -> None:
+    async def card_ended(self, request: StopRequest) -> bool:
         self.posts.append((request.id, "expired", request.channel_id or ""))
+        return True
 
     async def reply(self, request: StopRequest, outcome: Outcome, refusal: str) -> bool:
         self.replies.append((request.id, refusal))
         return self.reply_ok
+
+    async def direct_posts(self, user_ids: Sequence[str]) -> list[tuple[str, str]]:
+        return [("approver", f"D{user[1:]}") for user in user_ids]
+
+    async def find_post(self, request: StopRequest, target: str, channel: str) -> str | None:
+        return None
 
     async def post_record(
         self, request: StopRequest, target: str, channel: str, link_ts: str | None, ts: str | None = None
@@ -229,11 +236,15 @@ async def test_an_unknown_request_is_refused_after_one_reread(core: Core) -> Non
 
 
 async def test_expiry_ends_pending_requests_and_tells_the_requester(core: Core) -> None:
-    request_id = await new_request(core)
+    command = StopCommand("fake", "default", "42", "test")
+    request_id = (await core.service.create_request(command, ALICE, channel_id="C0CHAN",
+                                                    response_url="https://hooks.slack.com/x")).id
     async with core.store.engine.begin() as conn:
         await conn.execute(update(stop_requests).values(expires_at=utcnow() - timedelta(seconds=1)))
     expired = await core.service.expire_due()
     assert [r.id for r in expired] == [request_id] and expired[0].state is RequestState.EXPIRED
+    assert core.notifier.posts == []  # the sweep only expires: the card's update is owed to the outbox
+    await core.service.deliver()
     assert (request_id, "expired", "C0CHAN") in core.notifier.posts
     late = await core.service.confirm(request_id, ALICE)
     assert "expired before it was confirmed; nothing was sent to Fake" in late.refusal

@@ -61,7 +61,10 @@ async def _then_refresh_home(
 ) -> None:
     """Run a click, then refresh the Home tab of whoever it concerns (no button of an ended request stays)."""
     await work
-    request = await deps.service.request(click.request_id)
+    try:
+        request = await deps.service.request(click.request_id)
+    except Exception:  # the store is down (the click was told): the tab is refreshed on the next open
+        return
     users = {click.user.id}
     if request is not None and request.requester.source == "slack":
         users.add(request.requester.id)
@@ -111,8 +114,6 @@ async def _reply(result: ClickResult, click: ButtonClick, deps: SlackDeps) -> No
             # The card shows the request as it ended (for a refused requester: their card was stale),
             # with what the announcements could not do (a channel that refused the app…).
             await post_response(click.response_url, await ended_card(request, deps), replace=True)
-    elif result.refused:
-        log.info("click on an unknown request")
     if result.refused:
         await post_response(click.response_url, blocks.notice(result.refusal), replace=False)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,6 +18,7 @@ from bot.core.parsing import HelpCommand, HistoryCommand, StatusCommand, UsageEr
 from bot.core.policy import PolicyRefusal
 from bot.core.render import history_lines, others_pending_text, trail_lines
 from bot.core.results import Preview
+from bot.core.timebox import within
 from bot.metrics import COMMANDS
 from bot.slack import blocks
 from bot.slack.deps import SlackDeps
@@ -44,12 +44,12 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack()  # no text: the form opens instead (`/stopcampaign help` is the text help)
             forms.open_form(command.trigger_id, command.channel_id, client, deps)
             return
-        await handle_command(ack, command, deps, client)
+        await handle_command(ack, command, deps)
 
     app.command(COMMAND)(stopcampaign)
 
 
-async def handle_command(ack: AsyncAck, slash: SlashCommand, deps: SlackDeps, client: AsyncWebClient) -> None:
+async def handle_command(ack: AsyncAck, slash: SlashCommand, deps: SlackDeps) -> None:
     """Answer one slash command; never raises."""
     service = deps.service
     try:
@@ -104,30 +104,12 @@ async def handle_command(ack: AsyncAck, slash: SlashCommand, deps: SlackDeps, cl
     await ack(response_type=visibility, **card)
     deps.tasks.spawn(_check_saved(request, deps), name=f"saved-{request.id}")
     deps.tasks.spawn(_note_others_pending(request, deps), name=f"others-{request.id}")
-    if request.two_person:
-        deps.tasks.spawn(send_to_approvers(request, card, client, deps), name=f"approvers-{request.id}")
+    if request.two_person:  # the live record, and each approver's card by DM
         deps.tasks.spawn(service.announce_request(request), name=f"record-{request.id}")
     if facts.has_preview:
         task = deps.tasks.spawn(fill_preview(request, deps), name=f"preview-{request.id}")
         deps.previews[request.id] = task
         task.add_done_callback(lambda _: deps.previews.pop(request.id, None))
-
-
-async def send_to_approvers(
-    request: StopRequest, card: dict[str, Any], client: AsyncWebClient, deps: SlackDeps
-) -> None:
-    """Each approver of a two-person request gets its approval card by DM (the app's messages tab)."""
-    try:
-        approvers = await deps.service.approver_ids(request)
-    except Exception:
-        log.warning("could not list the approvers", extra={"request_id": request.id})
-        return
-    for approver in approvers:
-        try:
-            await client.chat_postMessage(channel=approver, unfurl_links=False, **card)
-        except Exception as exc:
-            log.warning("could not send the approval card to an approver: %s", type(exc).__name__,
-                        extra={"request_id": request.id})
 
 
 async def _check_saved(request: StopRequest, deps: SlackDeps) -> None:
@@ -167,21 +149,28 @@ async def fill_preview(request: StopRequest, deps: SlackDeps) -> None:
 
 
 async def _lookup(command: HistoryCommand | StatusCommand, viewer: Actor, deps: SlackDeps) -> blocks.Message:
-    """History or one request's audit trail as far as the policy lets `viewer` see (fast: no provider)."""
-    service = deps.service
-    try:
-        if isinstance(command, HistoryCommand):
-            requests = await service.history(viewer, command.provider, command.account, command.limit)
-            scope = f"{command.provider}:{command.account}" if command.account else (command.provider or "all")
-            return blocks.lines_message(
-                f"Last {len(requests)} stop requests ({scope})", history_lines(requests), "No stop requests yet."
-            )
-        request, trail = await service.trail(viewer, command.request_id)
+    """History or one request's audit trail as far as the policy lets `viewer` see (fast: no
+    provider; bounded: a frozen database gets a clear answer within Slack's 3 seconds)."""
+    try:  # a frozen database must not hold the answer
+        return await within(PRE_ACK_BUDGET, _read_lookup(command, viewer, deps))
+    except TimeoutError:
+        log.warning("the history could not be read within %s s", PRE_ACK_BUDGET)
     except PolicyRefusal as refusal:
         return blocks.notice(f"Not allowed: {refusal.message}")
-    except Exception:
-        log.exception("history lookup failed")
-        return blocks.notice("The history could not be read right now; try again.")
+    except Exception as exc:
+        log.warning("the history could not be read: %s", type(exc).__name__)
+    return blocks.notice("The history could not be read right now (the store did not answer); try again.")
+
+
+async def _read_lookup(command: HistoryCommand | StatusCommand, viewer: Actor, deps: SlackDeps) -> blocks.Message:
+    service = deps.service
+    if isinstance(command, HistoryCommand):
+        requests = await service.history(viewer, command.provider, command.account, command.limit)
+        scope = f"{command.provider}:{command.account}" if command.account else (command.provider or "all")
+        return blocks.lines_message(
+            f"Last {len(requests)} stop requests ({scope})", history_lines(requests), "No stop requests yet."
+        )
+    request, trail = await service.trail(viewer, command.request_id)
     if request is None:
         return blocks.notice(f"No request {command.request_id}.")
     facts = service.facts(request.provider, request.account)
